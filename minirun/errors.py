@@ -1,0 +1,45 @@
+"""The errors a user sees. Each carries one clear line and the exit status.
+
+Exit statuses follow `docker run`: 125 when minirun itself fails (bad flag,
+unknown image...), 126 when the command cannot be invoked, 127 when it is not
+found. Everything else is the container's own exit status.
+"""
+
+
+class MinirunError(Exception):
+    """A failure the user can act on; the CLI prints it as one line."""
+
+    exit_code = 125
+
+
+class UsageError(MinirunError):
+    """Bad flags or arguments."""
+
+
+class ImageNotFound(MinirunError):
+    """No image of that name in the local store."""
+
+
+class ContainerNotFound(MinirunError):
+    """No container of that id or name."""
+
+
+class DockerfileError(MinirunError):
+    """A Dockerfile that cannot be parsed or built; the message names file:line."""
+
+    def __init__(self, message, path="Dockerfile", line=None):
+        where = f"{path}:{line}: " if line else f"{path}: "
+        super().__init__(where + message)
+        self.line = line
+
+
+class ExecError(MinirunError):
+    """The container's command could not be executed (126) or found (127)."""
+
+    def __init__(self, message, exit_code=127):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class KernelError(MinirunError):
+    """A system call failed; the message names the call, its path and errno."""

@@ -1,0 +1,1 @@
+"""Images: the Dockerfile parser, the builder, and the local content-addressed store."""

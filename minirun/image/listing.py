@@ -1,0 +1,34 @@
+"""Rows for `minirun images`."""
+import json
+import os
+
+
+def _size(path):
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def human_size(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}TB"
+
+
+def image_rows(store):
+    """(repository, tag, short id, created, size) for every named image."""
+    rows = []
+    for name, image_id in sorted(store.names().items()):
+        repo, _, tag = name.rpartition(":")
+        with open(os.path.join(store.images, image_id.split(":", 1)[1] + ".json")) as f:
+            config = json.load(f)
+        size = sum(_size(store.layer_dir(d)) for d in config["rootfs"]["diff_ids"])
+        rows.append((repo, tag, image_id.split(":", 1)[1][:12], config.get("created", ""), human_size(size)))
+    return rows

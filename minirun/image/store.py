@@ -1,0 +1,153 @@
+"""The local image store, under the store root (default /var/lib/minirun):
+
+    layers/<hex>/diff     an unpacked layer: an overlay lowerdir
+    images/<hex>.json     an image config (OCI image config); <hex> is its sha256
+    repositories.json     names → image ids, e.g. "busybox:latest" → "sha256:…"
+    tmp/                  work in progress, renamed into place when complete
+
+Everything that changes the store holds its lock and finishes with a rename,
+so a crash leaves either the old state or the new, never half of one.
+"""
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from minirun.errors import ImageNotFound
+
+DEFAULT_ROOT = "/var/lib/minirun"
+
+
+def normalize_name(name):
+    """'busybox' → 'busybox:latest'; a tag or digest given is kept."""
+    last = name.rsplit("/", 1)[-1]
+    return name if (":" in last or "@" in last) else name + ":latest"
+
+
+def write_atomic(path, data):
+    """Write `data` to `path` through a temporary file and rename(2)."""
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def canonical_json(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass
+class Image:
+    id: str            # "sha256:<hex>" of the config
+    config: dict       # the OCI image config document
+    layer_dirs: list   # bottom first, as in rootfs.diff_ids
+
+
+class Store:
+    def __init__(self, root=None):
+        self.root = root or os.environ.get("MINIRUN_ROOT") or DEFAULT_ROOT
+        self.layers = os.path.join(self.root, "layers")
+        self.images = os.path.join(self.root, "images")
+        self.containers = os.path.join(self.root, "containers")
+        self.tmp = os.path.join(self.root, "tmp")
+        self.repositories = os.path.join(self.root, "repositories.json")
+        self._lock_depth = 0
+
+    def ensure_dirs(self):
+        for d in (self.layers, self.images, self.containers, self.tmp):
+            os.makedirs(d, exist_ok=True)
+
+    @contextmanager
+    def lock(self):
+        """Serialize changes to the store between minirun processes — flock(2).
+        Re-entrant within one process."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.ensure_dirs()
+        with open(os.path.join(self.root, ".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+    def mkdtemp(self, prefix):
+        self.ensure_dirs()
+        return tempfile.mkdtemp(dir=self.tmp, prefix=prefix)
+
+    # --- names ---------------------------------------------------------
+    def names(self):
+        try:
+            with open(self.repositories) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def tag(self, name, image_id):
+        with self.lock():
+            names = self.names()
+            names[normalize_name(name)] = image_id
+            write_atomic(self.repositories, json.dumps(names, indent=1, sort_keys=True))
+
+    # --- layers and images ----------------------------------------------
+    def layer_dir(self, diff_id):
+        return os.path.join(self.layers, diff_id.split(":", 1)[1], "diff")
+
+    def add_layer(self, tree, diff_id):
+        """Move the unpacked `tree` into the store as layer `diff_id`; an
+        identical layer already there is kept and `tree` discarded."""
+        final = os.path.dirname(self.layer_dir(diff_id))
+        staging = self.mkdtemp("layer-")
+        os.rename(tree, os.path.join(staging, "diff"))
+        try:
+            os.rename(staging, final)
+        except OSError:  # already stored: content addressing makes them equal
+            shutil.rmtree(staging)
+        return diff_id
+
+    def add_image(self, config):
+        data = canonical_json(config)
+        image_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = os.path.join(self.images, image_id.split(":", 1)[1] + ".json")
+        if not os.path.exists(path):
+            self.ensure_dirs()
+            write_atomic(path, data)
+        return image_id
+
+    def resolve_id(self, ref):
+        """A name, a full id or a unique id prefix → the image id."""
+        names = self.names()
+        if normalize_name(ref) in names:
+            return names[normalize_name(ref)]
+        hexpart = ref.split(":", 1)[1] if ref.startswith("sha256:") else ref
+        if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            try:
+                matches = [f[:-5] for f in os.listdir(self.images) if f.startswith(hexpart)]
+            except FileNotFoundError:
+                matches = []
+            if len(matches) == 1:
+                return "sha256:" + matches[0]
+        raise ImageNotFound(f"unable to find image '{ref}' in the local store "
+                            f"(see `minirun images`)")
+
+    def load(self, ref):
+        image_id = self.resolve_id(ref)
+        with open(os.path.join(self.images, image_id.split(":", 1)[1] + ".json")) as f:
+            config = json.load(f)
+        layers = [self.layer_dir(d) for d in config["rootfs"]["diff_ids"]]
+        return Image(image_id, config, layers)

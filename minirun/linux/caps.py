@@ -1,0 +1,66 @@
+"""Capabilities and process attributes set through prctl(2), via python-prctl.
+
+See capabilities(7): root's power is split into ~40 capabilities. A container
+keeps a few (Docker's default set) and loses the rest from all its sets,
+including the bounding set, so not even a setuid binary can win them back.
+"""
+import prctl
+
+from minirun.linux import explain
+
+
+def last_cap():
+    """The highest capability number this kernel knows."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+_NUMBERS = {name.upper(): number for name, number in zip(prctl.ALL_CAP_NAMES, prctl.ALL_CAPS)}
+_NAMES = {number: name for name, number in _NUMBERS.items()}
+
+
+def cap_number(name):
+    """'NET_ADMIN' or 'CAP_NET_ADMIN' → its number; KeyError if unknown."""
+    name = name.upper()
+    return _NUMBERS[name[4:] if name.startswith("CAP_") else name]
+
+
+def cap_name(number):
+    """12 → 'NET_ADMIN'."""
+    return _NAMES.get(number, str(number))
+
+
+def bounding_set():
+    """The capability numbers this process could still hold — capabilities(7)."""
+    return {n for n in range(last_cap() + 1) if prctl.capbset_read(n)}
+
+
+def drop_bounding_set(keep):
+    """Remove every capability not in `keep` from the bounding set, so no
+    execve (not even of a setuid binary) can ever regain it — PR_CAPBSET_DROP."""
+    drop = [n for n in range(last_cap() + 1) if n not in keep]
+    explain.step(f"prctl(PR_CAPBSET_DROP, cap) for {len(drop)} capabilities", "prctl(2)")
+    for n in drop:
+        prctl.capbset_drop(n)
+
+
+def limit_capabilities(keep):
+    """Cut the permitted and effective sets to `keep`; empty the inheritable
+    set — capset(2)."""
+    everything = range(last_cap() + 1)
+    drop = [n for n in everything if n not in keep]
+    explain.step(f"capset(effective=permitted={{{len(keep)} caps}}, inheritable={{}})", "capset(2)")
+    prctl.set_caps((drop, [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED], False),
+                   (list(everything), prctl.CAP_INHERITABLE, False))
+
+
+def set_no_new_privs():
+    """execve can never grant more privileges (setuid bits, file caps) — PR_SET_NO_NEW_PRIVS."""
+    explain.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", "prctl(2)")
+    prctl.set_no_new_privs(True)
+
+
+def set_parent_death_signal(signum):
+    """Have the kernel send `signum` to us when our parent dies — PR_SET_PDEATHSIG."""
+    explain.step(f"prctl(PR_SET_PDEATHSIG, {signum})", "prctl(2)")
+    prctl.set_pdeathsig(signum)

@@ -1,0 +1,33 @@
+"""--explain: print each kernel step as it happens, with its man page.
+
+    [explain] unshare(CLONE_NEWNS|CLONE_NEWUTS)            unshare(2)
+
+Enabled by `minirun --explain` or MINIRUN_EXPLAIN=1. The trace goes to the
+stderr minirun started with, even after the container's stdio is redirected.
+"""
+import os
+
+_fd = 2 if os.environ.get("MINIRUN_EXPLAIN") == "1" else None
+
+
+def enable():
+    global _fd
+    os.environ["MINIRUN_EXPLAIN"] = "1"
+    _fd = 2
+
+
+def enabled():
+    return _fd is not None
+
+
+def keep_stderr():
+    """Hold a private copy of stderr so the trace survives dup2 onto fd 2."""
+    global _fd
+    if _fd is not None:
+        _fd = os.dup(2)  # inheritable=False: closed at execve
+
+
+def step(call, manpage):
+    """Print one kernel step: `call` as a C-like string, and its man page."""
+    if _fd is not None:
+        os.write(_fd, f"[explain] {call:<60} {manpage}\n".encode())

@@ -1,0 +1,45 @@
+"""Process identity and execution: ids, hostname, execve."""
+import os
+import signal
+import socket
+
+from minirun.linux import explain
+
+
+def set_hostname(name):
+    """Name this UTS namespace — sethostname(2)."""
+    explain.step(f'sethostname("{name}")', "sethostname(2)")
+    socket.sethostname(name)
+
+
+def set_identity(uid, gid, groups):
+    """Become uid:gid with supplementary `groups` — setgroups(2), setgid(2), setuid(2).
+    Groups first: once uid is not 0 we may no longer change them."""
+    explain.step(f"setgroups({groups}); setgid({gid}); setuid({uid})", "setuid(2)")
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def reset_signal_dispositions():
+    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve;
+    the container's programs must start with the defaults — signal(7)."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def find_executable(name, path_env):
+    """Look `name` up in PATH as execvp(3) would; None if nothing is there."""
+    if "/" in name:
+        return name if os.path.exists(name) else None
+    for d in (path_env or "").split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def exec_program(path, args, env):
+    """Replace this process with the container's program — execve(2)."""
+    explain.step(f'execve("{path}", {args})', "execve(2)")
+    os.execve(path, args, env)

@@ -1,0 +1,110 @@
+"""The raw system calls Python 3.11's `os` module lacks, through ctypes.
+
+This is the only place minirun calls libc directly. Each wrapper prints its
+step for --explain and turns a failure into a KernelError naming the call,
+its arguments and errno, as crun does: `pivot_root(".", "."): EINVAL`.
+"""
+import ctypes
+import errno
+import os
+
+from minirun.errors import KernelError
+from minirun.linux import explain
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# Namespace flags, <linux/sched.h>; see namespaces(7).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC,
+    "pid": CLONE_NEWPID, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP,
+    "user": CLONE_NEWUSER,
+}
+_FLAG_NAMES = {
+    CLONE_NEWNS: "CLONE_NEWNS", CLONE_NEWUTS: "CLONE_NEWUTS",
+    CLONE_NEWIPC: "CLONE_NEWIPC", CLONE_NEWPID: "CLONE_NEWPID",
+    CLONE_NEWNET: "CLONE_NEWNET", CLONE_NEWCGROUP: "CLONE_NEWCGROUP",
+    CLONE_NEWUSER: "CLONE_NEWUSER",
+}
+
+# Mount flags, <sys/mount.h>; see mount(2).
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+_MS_NAMES = [(MS_RDONLY, "MS_RDONLY"), (MS_NOSUID, "MS_NOSUID"), (MS_NODEV, "MS_NODEV"),
+             (MS_NOEXEC, "MS_NOEXEC"), (MS_REMOUNT, "MS_REMOUNT"), (MS_BIND, "MS_BIND"),
+             (MS_REC, "MS_REC"), (MS_PRIVATE, "MS_PRIVATE"), (MS_SLAVE, "MS_SLAVE")]
+
+
+def _flag_names(flags, table):
+    return "|".join(name for bit, name in table if flags & bit) or "0"
+
+
+def ns_flag_names(flags):
+    return _flag_names(flags, sorted(_FLAG_NAMES.items()))
+
+
+def _check(result, call):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise KernelError(f"{call}: {errno.errorcode.get(err, err)} ({os.strerror(err)})")
+
+
+def unshare(flags):
+    """Move the caller into new namespaces — unshare(2)."""
+    call = f"unshare({ns_flag_names(flags)})"
+    explain.step(call, "unshare(2)")
+    _check(_libc.unshare(ctypes.c_int(flags)), call)
+
+
+def setns(fd, nstype=0):
+    """Join the namespace that `fd` (a /proc/PID/ns/* file) refers to — setns(2)."""
+    call = f"setns({fd}, {ns_flag_names(nstype)})"
+    explain.step(call, "setns(2)")
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), call)
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    """Attach a filesystem, or change a mount's flags or propagation — mount(2)."""
+    call = (f'mount("{source}", "{target}", "{fstype}", '
+            f'{_flag_names(flags, _MS_NAMES)}, "{data or ""}")')
+    explain.step(call, "mount(2)")
+
+    def c(s):
+        return s.encode() if s is not None else None
+
+    _check(_libc.mount(c(source), c(target), c(fstype), ctypes.c_ulong(flags), c(data)), call)
+
+
+def umount(target, flags=0):
+    """Detach a mount — umount2(2)."""
+    call = f'umount2("{target}", {"MNT_DETACH" if flags & MNT_DETACH else flags})'
+    explain.step(call, "umount2(2)")
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), call)
+
+
+# libc has no pivot_root wrapper; its syscall number depends on the machine.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218}
+
+
+def pivot_root(new_root, put_old):
+    """Make `new_root` the root of this mount namespace — pivot_root(2)."""
+    call = f'pivot_root("{new_root}", "{put_old}")'
+    explain.step(call, "pivot_root(2)")
+    nr = _SYS_PIVOT_ROOT[os.uname().machine]
+    _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), call)

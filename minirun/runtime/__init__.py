@@ -1,0 +1,1 @@
+"""The container: its spec, the one start sequence, and its state on disk."""

@@ -1,0 +1,182 @@
+"""Door 1: `minirun run` flags + an image's config → a ContainerSpec.
+
+Everything here is checked before any fork, so bad input never reaches the
+kernel: a bad -v, a missing host path, an unknown user or capability.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+
+from minirun.errors import UsageError
+from minirun.image.store import Image
+from minirun.linux import caps
+from minirun.runtime.spec import (
+    DEFAULT_CAPABILITIES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS, ContainerSpec, Mount,
+    Process, Rootfs)
+from minirun.runtime.container import etc_file_paths
+from minirun.runtime.users import resolve_user
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+@dataclass
+class RunOptions:
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    tty: bool = False
+    interactive: bool = False
+    init: bool = False
+    network: str = "none"
+    rm: bool = False
+
+
+def parse_env(entries, env_files):
+    """-e KEY=VAL (or -e KEY: take the host's value) and --env-file lines."""
+    result = {}
+    lines = []
+    for path in env_files:
+        try:
+            with open(path) as f:
+                lines += [(line.strip(), f"{path}:{n}") for n, line in enumerate(f, 1)]
+        except OSError as e:
+            raise UsageError(f"--env-file {path}: {e.strerror}")
+    lines += [(e, "-e") for e in entries]
+    for line, where in lines:
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise UsageError(f"{where}: invalid environment variable {line!r}")
+        if eq:
+            result[key] = value
+        elif key in os.environ:
+            result[key] = os.environ[key]
+    return result
+
+
+def parse_volume(spec):
+    """-v HOST:CONTAINER[:ro|rw] → a bind Mount."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume specification {spec!r}: want HOST:CONTAINER[:ro]")
+    host, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"invalid volume specification {spec!r}: mode must be ro or rw, not {mode!r}")
+    if not host.startswith("/"):
+        raise UsageError(f"invalid volume specification {spec!r}: the host path must be absolute "
+                         f"(named volumes are not supported)")
+    if not target.startswith("/"):
+        raise UsageError(f"invalid volume specification {spec!r}: the container path must be absolute")
+    if not os.path.exists(host):
+        raise UsageError(f"invalid volume specification {spec!r}: host path {host} does not exist")
+    return Mount(type="bind", source=os.path.realpath(host), target=os.path.normpath(target),
+                 readonly=(mode == "ro"))
+
+
+def parse_tmpfs(spec):
+    """--tmpfs PATH[:OPTIONS] → a tmpfs Mount."""
+    target, _, options = spec.partition(":")
+    if not target.startswith("/"):
+        raise UsageError(f"invalid --tmpfs {spec!r}: the path must be absolute")
+    return Mount(type="tmpfs", target=os.path.normpath(target), options=options or "mode=1777")
+
+
+def resolve_capabilities(opts):
+    """Docker's default set, plus --cap-add, minus --cap-drop ('ALL' works in both)."""
+    host = caps.bounding_set()
+    if opts.privileged:
+        return tuple(caps.cap_name(n) for n in sorted(host))
+
+    def names(values, flag):
+        out = set()
+        for v in values:
+            if v.upper() == "ALL":
+                out |= {caps.cap_name(n) for n in host}
+                continue
+            try:
+                number = caps.cap_number(v)
+            except KeyError:
+                raise UsageError(f"{flag}: unknown capability {v!r}")
+            if number not in host:
+                raise UsageError(f"{flag}: CAP_{caps.cap_name(number)} is not in this host's bounding set")
+            out.add(caps.cap_name(number))
+        return out
+
+    keep = (set(DEFAULT_CAPABILITIES) | names(opts.cap_add, "--cap-add")) - names(opts.cap_drop, "--cap-drop")
+    return tuple(sorted(keep))
+
+
+def process_args(opts, config):
+    """Docker's rule: ENTRYPOINT + CMD, where --entrypoint replaces the
+    first (and clears the image's CMD) and run's arguments replace the second."""
+    entrypoint = config.get("Entrypoint") or []
+    cmd = config.get("Cmd") or []
+    if opts.entrypoint is not None:
+        entrypoint = [opts.entrypoint] if opts.entrypoint else []
+        cmd = []
+    if opts.command:
+        cmd = list(opts.command)
+    args = list(entrypoint) + list(cmd)
+    if not args:
+        raise UsageError("no command specified: the image has no Cmd or Entrypoint, give one after the image")
+    return args
+
+
+def build_spec(opts: RunOptions, image: Image, container_id, bundle):
+    config = image.config.get("config") or {}
+    if opts.name is not None and not NAME_RE.match(opts.name):
+        raise UsageError(f"invalid container name {opts.name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    if opts.network != "none":
+        raise UsageError(f"--network {opts.network}: only 'none' is supported so far")
+    hostname = opts.hostname or container_id[:12]
+    user = resolve_user(opts.user or config.get("User") or "", image.layer_dirs)
+
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    if opts.tty:
+        env["TERM"] = "xterm"
+    env["HOME"] = user.home
+    env.update(parse_env(opts.env, opts.env_files))
+
+    workdir = opts.workdir or config.get("WorkingDir") or "/"
+    if not workdir.startswith("/"):
+        raise UsageError(f"-w {workdir}: the working directory must be an absolute path")
+
+    mounts = [parse_volume(v) for v in opts.volumes] + [parse_tmpfs(t) for t in opts.tmpfs]
+    return ContainerSpec(
+        id=container_id,
+        name=opts.name or "",
+        bundle=bundle,
+        rootfs=Rootfs(layers=image.layer_dirs,
+                      upperdir=os.path.join(bundle, "upper"),
+                      workdir=os.path.join(bundle, "work"),
+                      mountpoint=os.path.join(bundle, "rootfs"),
+                      readonly=opts.read_only),
+        process=Process(args=process_args(opts, config), env=env, cwd=workdir, user=user,
+                        tty=opts.tty, stdin=opts.interactive, init=opts.init),
+        hostname=hostname,
+        namespaces=DEFAULT_NAMESPACES,
+        network=opts.network,
+        mounts=mounts,
+        etc_files=etc_file_paths(bundle),
+        capabilities=resolve_capabilities(opts),
+        privileged=opts.privileged,
+        masked_paths=() if opts.privileged else MASKED_PATHS,
+        readonly_paths=() if opts.privileged else READONLY_PATHS,
+    )

@@ -1,0 +1,88 @@
+"""ContainerSpec: everything needed to start a container, as plain data.
+
+minirun's analogue of the OCI runtime config.json. Every door (run, build's
+RUN, an OCI bundle) fills one in; `runtime.start.start(spec)` runs it. A
+spec is built and checked before any fork, so a bad flag never reaches
+the kernel.
+"""
+from dataclasses import dataclass, field
+
+# Docker's default capabilities (moby's oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+    "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+    "AUDIT_WRITE",
+)
+
+# Paths hidden from the container, and paths it may read but not write:
+# they expose or control the host kernel. Docker's defaults.
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+    "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)
+
+# Every namespace a container gets; `user` is left to the caller's choice.
+DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
+
+
+@dataclass
+class Rootfs:
+    """An overlay: read-only image layers (top first) under a writable upper dir."""
+    layers: list[str]
+    upperdir: str
+    workdir: str
+    mountpoint: str
+    readonly: bool = False
+
+
+@dataclass
+class Mount:
+    """A volume: `bind` of a host path, or a fresh `tmpfs`."""
+    type: str              # "bind" or "tmpfs"
+    target: str            # absolute path inside the container
+    source: str = ""       # host path, for bind
+    readonly: bool = False
+    options: str = ""      # tmpfs data, e.g. "size=64m,mode=1777"
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    home: str = "/"
+
+
+@dataclass
+class Process:
+    args: list[str]
+    env: dict[str, str]
+    cwd: str = "/"
+    user: User = field(default_factory=User)
+    tty: bool = False
+    stdin: bool = False
+    init: bool = False     # --init: a reaping, signal-forwarding PID 1 of ours
+
+
+@dataclass
+class ContainerSpec:
+    id: str
+    rootfs: Rootfs
+    process: Process
+    hostname: str
+    bundle: str                      # the container's directory on the host
+    name: str = ""
+    namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+    network: str = "none"
+    mounts: list[Mount] = field(default_factory=list)
+    etc_files: dict[str, str] = field(default_factory=dict)   # /etc/hosts → host file
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    masked_paths: tuple[str, ...] = MASKED_PATHS
+    readonly_paths: tuple[str, ...] = READONLY_PATHS
+    no_new_privileges: bool = True
+    privileged: bool = False

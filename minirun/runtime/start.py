@@ -1,0 +1,133 @@
+"""start(spec): the one start sequence, parent side. Every door (run, build's
+RUN, OCI bundles) comes here.
+
+    1. channel        a socketpair to talk to the child (sync.py draws the ladder)
+    2. unshare(PID)   the parent's *next child* will be PID 1 of a new PID namespace
+    3. fork           the child runs child.child_main(); it never returns
+    4. setns(PID)     the parent's later children are born on the host again
+    5. NAMESPACES_READY → set-up from outside (cgroups, network) → CONTINUE
+    6. PTY_MASTER     with -t, the child sends the terminal's master side
+    7. end-of-file    the child's execve succeeded: the container runs
+    8. supervise      forward signals, relay the terminal, waitpid(2)
+"""
+import os
+import selectors
+import signal
+import sys
+
+from minirun.linux import explain, tty
+from minirun.linux.syscalls import CLONE_NEWPID, setns, unshare
+from minirun.runtime import sync
+from minirun.runtime.spec import ContainerSpec
+
+FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+             signal.SIGUSR1, signal.SIGUSR2)
+
+
+def start(spec: ContainerSpec):
+    """Start the container and wait for it; returns its exit status
+    (128+N when it was killed by signal N)."""
+    parent_end, child_end = sync.channel()
+    pid = fork_into_new_pid_namespace(spec, parent_end, child_end)
+    child_end.close()
+    try:
+        sync.expect(parent_end, sync.NAMESPACES_READY)
+        sync.send(parent_end, sync.CONTINUE)
+        master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
+        sync.expect_exec(parent_end)
+    except BaseException:
+        kill_and_reap(pid)
+        raise
+    finally:
+        parent_end.close()
+    return supervise(pid, master, relay_stdin=spec.process.stdin)
+
+
+def fork_into_new_pid_namespace(spec, parent_end, child_end):
+    """Steps 2–4. unshare(CLONE_NEWPID) moves only the caller's future
+    children, so the forked child is PID 1 there while minirun stays a host
+    process that can waitpid() it directly."""
+    own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if "pid" in spec.namespaces else None
+    if own_pidns is not None:
+        unshare(CLONE_NEWPID)
+    explain.step("fork()", "fork(2)")
+    pid = os.fork()
+    if pid == 0:
+        parent_end.close()
+        from minirun.runtime.child import child_main
+        child_main(spec, child_end)  # never returns
+    if own_pidns is not None:
+        setns(own_pidns, CLONE_NEWPID)
+        os.close(own_pidns)
+    return pid
+
+
+def kill_and_reap(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+def supervise(pid, master=None, relay_stdin=False):
+    """Step 8: forward signals sent to minirun, relay the pty if there is
+    one, and return the exit status once the container's PID 1 is gone."""
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    if master is not None:
+        relay_terminal(master, relay_stdin)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def relay_terminal(master, relay_stdin):
+    """Copy between the user's terminal and the container's pty until the
+    container side closes. The user's terminal goes raw, so ^C and ^Z reach
+    the container's shell as bytes and it does its own job control."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    saved = None
+    if os.isatty(stdin):
+        tty.set_window_size(master, tty.get_window_size(stdin))
+        signal.signal(signal.SIGWINCH,
+                      lambda *_: tty.set_window_size(master, tty.get_window_size(stdin)))
+        if relay_stdin:
+            saved = tty.enter_raw_mode(stdin)
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ)
+    if relay_stdin:
+        sel.register(stdin, selectors.EVENT_READ)
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.fd == master:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: every slave fd is closed
+                        data = b""
+                    if not data:
+                        return
+                    _write_all(stdout, data)
+                else:
+                    data = os.read(stdin, 65536)
+                    if not data:
+                        sel.unregister(stdin)
+                        _write_all(master, b"\x04")  # EOF on the pty: ^D
+                    else:
+                        _write_all(master, data)
+    finally:
+        if saved is not None:
+            tty.restore_mode(stdin, saved)
+        os.close(master)
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]

@@ -1,0 +1,75 @@
+"""The parent ↔ child conversation during a container's start.
+
+A SOCK_SEQPACKET socketpair: each send is one message, boundaries kept, and
+file descriptors can travel with it (SCM_RIGHTS, unix(7)). The child's end
+is close-on-exec, so the parent reads end-of-file at the moment the
+container's program has replaced the child: that is how it knows execve
+succeeded.
+
+    parent (host)                               child (becomes the container)
+      │                                           │ unshare(mount, uts, ipc, net, cgroup)
+      │ ◀──────────────────── NAMESPACES_READY ───│
+      │ (per-namespace set-up from outside)       │
+      │ ─── CONTINUE ──────────────────────────▶  │
+      │                                           │ rootfs, pivot_root, /proc /sys /dev
+      │ ◀──────────────────── PTY_MASTER + fd ────│ (only with -t)
+      │                                           │ user, capabilities, execve
+      │ ◀──────────────────── end-of-file ────────│ (execve closed the socket)
+      │            or ERROR <status> <message>    │ (and the child exits)
+"""
+import socket
+
+from minirun.errors import ExecError, MinirunError
+
+NAMESPACES_READY = b"namespaces-ready"
+CONTINUE = b"continue"
+PTY_MASTER = b"pty-master"
+ERROR = b"error"
+_MAX = 65536
+
+
+def channel():
+    """(parent_end, child_end); both close on exec."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def send(sock, message, fd=None):
+    if fd is None:
+        sock.send(message)
+    else:
+        socket.send_fds(sock, [message], [fd])
+
+
+def send_error(sock, message, exit_code=125):
+    """Child side: report why the start failed; the parent raises it."""
+    try:
+        sock.send(ERROR + b" %d " % exit_code + message.encode(errors="replace")[:_MAX - 32])
+    except OSError:
+        pass
+
+
+def receive(sock):
+    """(message, fd or None); message b'' at end-of-file. An ERROR message
+    from the other side is raised here as the error it describes."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX, 1)
+    if data.startswith(ERROR + b" "):
+        _, code, text = data.split(b" ", 2)
+        code, text = int(code), text.decode(errors="replace")
+        raise ExecError(text, code) if code in (126, 127) else MinirunError(text)
+    return data, (fds[0] if fds else None)
+
+
+def expect(sock, wanted):
+    """Receive one message and insist that it is `wanted`."""
+    data, fd = receive(sock)
+    if data != wanted:
+        raise MinirunError(f"container start: expected {wanted.decode()!r} from the other side, "
+                           f"got {data.decode(errors='replace') or 'end-of-file'!r}")
+    return fd
+
+
+def expect_exec(sock):
+    """Parent side: block until execve has happened (end-of-file) or failed."""
+    data, _ = receive(sock)
+    if data:
+        raise MinirunError(f"container start: unexpected message {data!r}")
