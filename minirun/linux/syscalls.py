@@ -81,8 +81,11 @@ def setns(fd, nstype=0):
 
 def mount(source, target, fstype=None, flags=0, data=None):
     """Attach a filesystem, or change a mount's flags or propagation — mount(2)."""
-    call = (f'mount("{source}", "{target}", "{fstype}", '
-            f'{_flag_names(flags, _MS_NAMES)}, "{data or ""}")')
+    def show(s):
+        return f'"{s}"' if s is not None else "NULL"
+
+    call = (f"mount({show(source)}, {show(target)}, {show(fstype)}, "
+            f"{_flag_names(flags, _MS_NAMES)}, {show(data)})")
     explain.step(call, "mount(2)")
 
     def c(s):

@@ -32,7 +32,7 @@ def set_window_size(fd, winsize):
 def enter_raw_mode(fd):
     """Put the user's terminal in raw mode; returns what restore_mode needs."""
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)  # TCSAFLUSH would drop what the user typed ahead
     return saved
 
 

@@ -1,0 +1,113 @@
+"""Fixtures shared by the whole suite, and the leak check every test passes.
+
+The leak check snapshots what a container could leave on the host — mounts,
+cgroups, network devices, processes in other PID namespaces — before each
+test and fails the test if anything new remains after it.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MINIRUN = [sys.executable, "-m", "minirun"]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real namespaces and mounts")
+
+
+def mounts():
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) for line in f}
+
+
+def cgroups():
+    found = set()
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirnames:
+            if "minirun" in d:
+                found.add(os.path.join(dirpath, d))
+        if dirpath.count("/") > 6:
+            dirnames[:] = []
+    return found
+
+
+def net_devices():
+    return set(os.listdir("/sys/class/net"))
+
+
+def foreign_pid_ns_processes():
+    """Processes whose PID namespace is not ours: container processes."""
+    ours = os.readlink("/proc/self/ns/pid")
+    found = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") != ours:
+                    found.add(pid)
+            except OSError:
+                pass
+    return found
+
+
+def snapshot():
+    return {"mounts": mounts(), "cgroups": cgroups(), "network devices": net_devices(),
+            "processes in other PID namespaces": foreign_pid_ns_processes()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    before = snapshot()
+    yield
+    deadline = time.monotonic() + 3   # a SIGKILLed container takes a moment to go
+    while True:
+        after = snapshot()
+        leaked = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not leaked, f"the test left behind: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def shared_root():
+    """A store with the embedded busybox image, shared by tests that only run it."""
+    root = tempfile.mkdtemp(prefix="minirun-test-")
+    subprocess.run(MINIRUN + ["--root", root, "images", "-q"], check=True, capture_output=True)
+    yield root
+    shutil.rmtree(root)
+
+
+@pytest.fixture
+def store_root(tmp_path):
+    """A store of the test's own."""
+    root = tmp_path / "store"
+    root.mkdir()
+    return str(root)
+
+
+class Minirun:
+    def __init__(self, root):
+        self.root = root
+
+    def __call__(self, *args, input=None, timeout=60, check=None):
+        """Run minirun; returns CompletedProcess with text stdout/stderr."""
+        proc = subprocess.run(MINIRUN + ["--root", self.root, *args], input=input,
+                              capture_output=True, text=True, timeout=timeout)
+        if check is not None:
+            assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    def popen(self, *args, **kwargs):
+        return subprocess.Popen(MINIRUN + ["--root", self.root, *args], **kwargs)
+
+    def sh(self, script, *flags, check=0):
+        """`minirun run --rm [flags] busybox sh -c script`; returns stdout."""
+        return self("run", "--rm", *flags, "busybox", "sh", "-c", script, check=check).stdout
+
+
+@pytest.fixture
+def minirun(shared_root):
+    return Minirun(shared_root)
