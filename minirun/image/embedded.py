@@ -1,11 +1,10 @@
 """The embedded `busybox` image, made from the host's static busybox by the
-recipe in rootfs/busybox/ (see its README), and stored like any other image."""
+recipe in rootfs/busybox/ (see its README), and stored like any other image.
+
+Only the first use builds it; what building needs is imported there."""
 import json
 import os
-import shutil
-import subprocess
 
-from minirun.image.layers import diff_id
 from minirun.image.store import normalize_name
 
 RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "rootfs")
@@ -26,6 +25,8 @@ def find_busybox():
 
 def build_busybox_tree(tree):
     """Lay out a busybox userland in the empty directory `tree`."""
+    import shutil
+    import subprocess
     recipe = os.path.join(RECIPES, "busybox")
     for d in DIRS:
         os.makedirs(os.path.join(tree, d), exist_ok=True)
@@ -51,6 +52,10 @@ def build_busybox_tree(tree):
 def ensure_embedded(store, name):
     """Make the embedded image `name` in `store` unless it is already there."""
     name = normalize_name(name)
+    if name in store.names():
+        return
+    import shutil
+    from minirun.image.layers import diff_id
     with store.lock():
         if name in store.names():
             return

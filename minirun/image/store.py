@@ -7,13 +7,13 @@
 
 Everything that changes the store holds its lock and finishes with a rename,
 so a crash leaves either the old state or the new, never half of one.
+
+Reading is on every container's start path; the modules only writing needs
+(hashlib, shutil, tempfile) are imported where they are used.
 """
 import fcntl
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,10 +30,9 @@ def normalize_name(name):
 
 def write_atomic(path, data):
     """Write `data` to `path` through a temporary file and rename(2)."""
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data if isinstance(data, bytes) else data.encode())
         os.replace(tmp, path)
     except BaseException:
@@ -87,6 +86,7 @@ class Store:
                 self._lock_depth = 0
 
     def mkdtemp(self, prefix):
+        import tempfile
         self.ensure_dirs()
         return tempfile.mkdtemp(dir=self.tmp, prefix=prefix)
 
@@ -117,10 +117,12 @@ class Store:
         try:
             os.rename(staging, final)
         except OSError:  # already stored: content addressing makes them equal
+            import shutil
             shutil.rmtree(staging)
         return diff_id
 
     def add_image(self, config):
+        import hashlib
         data = canonical_json(config)
         image_id = "sha256:" + hashlib.sha256(data).hexdigest()
         path = os.path.join(self.images, image_id.split(":", 1)[1] + ".json")

@@ -1,11 +1,16 @@
 """--explain: print each kernel step as it happens, with its man page.
 
-    [explain] unshare(CLONE_NEWNS|CLONE_NEWUTS)            unshare(2)
+    [explain +12.3ms] unshare(CLONE_NEWNS|CLONE_NEWUTS)         unshare(2)
+
+The time is since minirun's first import of this module.
 
 Enabled by `minirun --explain` or MINIRUN_EXPLAIN=1. The trace goes to the
 stderr minirun started with, even after the container's stdio is redirected.
 """
 import os
+import time
+
+_t0 = time.perf_counter()
 
 _fd = 2 if os.environ.get("MINIRUN_EXPLAIN") == "1" else None
 
@@ -30,4 +35,5 @@ def keep_stderr():
 def step(call, manpage):
     """Print one kernel step: `call` as a C-like string, and its man page."""
     if _fd is not None:
-        os.write(_fd, f"[explain] {call:<60} {manpage}\n".encode())
+        ms = (time.perf_counter() - _t0) * 1000
+        os.write(_fd, f"[explain +{ms:5.1f}ms] {call:<60} {manpage}\n".encode())

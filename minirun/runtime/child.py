@@ -7,7 +7,6 @@ them; see start.py for the parent's side and sync.py for the conversation.
 """
 import os
 import signal
-import traceback
 
 from minirun.errors import ExecError, MinirunError
 from minirun.linux import caps, explain, fs, net, process, tty
@@ -35,6 +34,7 @@ def child_main(spec: ContainerSpec, sock):
     except OSError as e:
         sync.send_error(sock, f"container start: {e}")
     except BaseException:
+        import traceback
         sync.send_error(sock, "container start failed:\n" + traceback.format_exc())
     os._exit(125)
 

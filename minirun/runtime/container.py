@@ -9,14 +9,12 @@
 """
 import json
 import os
-import secrets
-import shutil
 
 from minirun.image.store import write_atomic
 
 
 def new_id():
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def process_start_time(pid):
@@ -77,6 +75,7 @@ def host_resolv_conf():
 
 
 def remove_bundle(bundle):
+    import shutil
     shutil.rmtree(bundle, ignore_errors=True)
 
 

@@ -11,11 +11,10 @@ RUN, OCI bundles) comes here.
     8. supervise      forward signals, relay the terminal, waitpid(2)
 """
 import os
-import selectors
 import signal
 import sys
 
-from minirun.linux import explain, tty
+from minirun.linux import explain
 from minirun.linux.syscalls import CLONE_NEWPID, setns, unshare
 from minirun.runtime import sync
 from minirun.runtime.spec import ContainerSpec
@@ -92,6 +91,8 @@ def relay_terminal(master, relay_stdin):
     """Copy between the user's terminal and the container's pty until the
     container side closes. The user's terminal goes raw, so ^C and ^Z reach
     the container's shell as bytes and it does its own job control."""
+    import selectors
+    from minirun.linux import tty
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = None
     if os.isatty(stdin):

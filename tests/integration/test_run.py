@@ -308,7 +308,7 @@ def test_sigkill_of_minirun_leaves_nothing_behind(minirun, shared_root):
 
 def test_explain_prints_the_kernel_steps_in_order(minirun):
     proc = minirun("--explain", "run", "--rm", "busybox", "true", check=0)
-    calls = [line.split()[1].split("(")[0] for line in proc.stderr.splitlines() if line.startswith("[explain]")]
+    calls = [line.split("] ", 1)[1].split("(")[0] for line in proc.stderr.splitlines() if line.startswith("[explain")]
     order = ["unshare", "fork", "unshare", "mount", "pivot_root", "prctl", "setgroups", "execve"]
     positions = []
     for call in order:
