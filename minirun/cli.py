@@ -88,6 +88,38 @@ def images(quiet):
         click.echo(f"{repo:<30} {tag:<12} {short_id:<14} {created:<22} {size}")
 
 
+@cli.group()
+def dockerfile():
+    """Dockerfile tools."""
+
+
+@dockerfile.command("parse")
+@click.option("--format", "fmt", type=click.Choice(["text", "buildkit-json"]), default="text",
+              show_default=True, help="buildkit-json: the conformance corpus's record shape.")
+@click.argument("file", type=click.Path(dir_okay=False))
+def dockerfile_parse(fmt, file):
+    """Parse FILE and print its instructions (nothing is executed)."""
+    import json
+    from minirun.image.dockerfile import parse_file
+    result = parse_file(file)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if fmt == "buildkit-json":
+        click.echo(json.dumps([i.record() for i in result.instructions], ensure_ascii=False))
+        return
+    for ins in result.instructions:
+        flags = " ".join(ins.flags)
+        where = f"{ins.start_line}" + (f"-{ins.end_line}" if ins.end_line != ins.start_line else "")
+        form = " (exec form)" if ins.json_form else ""
+        click.echo(f"{where:>7}  {ins.keyword.upper():<11} {flags + ' ' if flags else ''}"
+                   f"{json.dumps(ins.args, ensure_ascii=False)}{form}")
+        if ins.onbuild:
+            click.echo(f"{'':>7}    ONBUILD {ins.onbuild.keyword.upper()} "
+                       f"{json.dumps(ins.onbuild.args, ensure_ascii=False)}")
+        for doc in ins.heredocs:
+            click.echo(f"{'':>7}    heredoc {doc.name}: {len(doc.content.splitlines())} lines")
+
+
 def main():
     try:
         cli.main(prog_name="minirun", standalone_mode=False)
