@@ -32,41 +32,280 @@ def cli(root, explain):
         trace.enable()
 
 
-@cli.command(context_settings=dict(CONTEXT, allow_interspersed_args=False))
-@click.option("-e", "--env", multiple=True, metavar="KEY=VAL", help="Set an environment variable.")
-@click.option("--env-file", multiple=True, help="Read KEY=VAL lines from a file.")
-@click.option("-w", "--workdir", help="Working directory inside the container.")
-@click.option("-u", "--user", help="USER[:GROUP], names or numeric ids from the image.")
-@click.option("--hostname", help="The container's hostname.")
-@click.option("--name", help="A name for the container.")
-@click.option("--entrypoint", help="Override the image's ENTRYPOINT.")
-@click.option("-i", "--interactive", is_flag=True, help="Keep stdin attached.")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
-@click.option("--rm", is_flag=True, help="Remove the container when it exits.")
-@click.option("-v", "--volume", multiple=True, metavar="HOST:CTR[:ro]", help="Bind-mount a host path.")
-@click.option("--tmpfs", multiple=True, metavar="PATH[:OPTS]", help="Mount a tmpfs.")
-@click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only.")
-@click.option("--cap-add", multiple=True, help="Add a capability (or ALL).")
-@click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL).")
-@click.option("--privileged", is_flag=True, help="All capabilities, no masked or read-only paths.")
-@click.option("--init", is_flag=True, help="Run a reaping, signal-forwarding init as PID 1.")
-@click.option("--network", default="none", show_default=True, help="Network mode: none.")
-@click.argument("image")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(image, command, **flags):
-    """Run COMMAND in a new container from IMAGE."""
-    require_root()
+RUN_OPTIONS = [
+    click.option("-e", "--env", multiple=True, metavar="KEY=VAL", help="Set an environment variable."),
+    click.option("--env-file", multiple=True, help="Read KEY=VAL lines from a file."),
+    click.option("-w", "--workdir", help="Working directory inside the container."),
+    click.option("-u", "--user", help="USER[:GROUP], names or numeric ids from the image."),
+    click.option("--hostname", help="The container's hostname."),
+    click.option("--name", help="A name for the container."),
+    click.option("--entrypoint", help="Override the image's ENTRYPOINT."),
+    click.option("-i", "--interactive", is_flag=True, help="Keep stdin attached."),
+    click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal."),
+    click.option("--rm", is_flag=True, help="Remove the container when it exits."),
+    click.option("-v", "--volume", multiple=True, metavar="HOST:CTR[:ro]", help="Bind-mount a host path."),
+    click.option("--tmpfs", multiple=True, metavar="PATH[:OPTS]", help="Mount a tmpfs."),
+    click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+    click.option("--cap-add", multiple=True, help="Add a capability (or ALL)."),
+    click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)."),
+    click.option("--privileged", is_flag=True, help="All capabilities, no masked or read-only paths."),
+    click.option("--init", is_flag=True, help="Run a reaping, signal-forwarding init as PID 1."),
+    click.option("--network", default="none", show_default=True, help="Network mode: none."),
+    click.option("-m", "--memory", help="Memory limit (64m, 1g...)."),
+    click.option("--memory-swap", help="Memory + swap limit; -1 for unlimited swap."),
+    click.option("--cpus", help="CPUs, e.g. 0.5 for half a core."),
+    click.option("--cpu-shares", type=int, help="Relative CPU weight (default 1024)."),
+    click.option("--cpuset-cpus", help="CPUs allowed, e.g. 0-1 or 0,2."),
+    click.option("--pids-limit", type=int, help="Most processes at once (-1: unlimited)."),
+    click.option("--blkio-weight", type=int, help="Relative block I/O weight (10-1000)."),
+    click.argument("image"),
+    click.argument("command", nargs=-1, type=click.UNPROCESSED),
+]
+
+
+def run_options(f):
+    for option in reversed(RUN_OPTIONS):
+        f = option(f)
+    return f
+
+
+def make_options(command, flags):
     from minirun.runtime.options import RunOptions
-    from minirun.runtime.run import run as run_container
-    opts = RunOptions(
+    return RunOptions(
         command=list(command), entrypoint=flags["entrypoint"], env=list(flags["env"]),
         env_files=list(flags["env_file"]), workdir=flags["workdir"], user=flags["user"],
         hostname=flags["hostname"], name=flags["name"], volumes=list(flags["volume"]),
         tmpfs=list(flags["tmpfs"]), read_only=flags["read_only"], cap_add=list(flags["cap_add"]),
         cap_drop=list(flags["cap_drop"]), privileged=flags["privileged"], tty=flags["tty"],
         interactive=flags["interactive"], init=flags["init"], network=flags["network"],
-        rm=flags["rm"])
-    sys.exit(run_container(store(), image, opts))
+        rm=flags["rm"], memory=flags["memory"], memory_swap=flags["memory_swap"], cpus=flags["cpus"],
+        cpu_shares=flags["cpu_shares"], cpuset_cpus=flags["cpuset_cpus"],
+        pids_limit=flags["pids_limit"], blkio_weight=flags["blkio_weight"])
+
+
+POSITIONAL = dict(CONTEXT, allow_interspersed_args=False)
+
+
+@cli.command(context_settings=POSITIONAL)
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the id.")
+@run_options
+def run(image, command, detach, **flags):
+    """Run COMMAND in a new container from IMAGE."""
+    require_root()
+    from minirun.runtime import lifecycle
+    s = store()
+    cid = lifecycle.create(s, image, make_options(command, flags))
+    if detach:
+        lifecycle.start_detached(s, cid)
+        click.echo(cid)
+        return
+    sys.exit(lifecycle.start_attached(s, cid))
+
+
+@cli.command(context_settings=POSITIONAL)
+@run_options
+def create(image, command, **flags):
+    """Create a container from IMAGE without starting it; print its id."""
+    require_root()
+    from minirun.runtime import lifecycle
+    click.echo(lifecycle.create(store(), image, make_options(command, flags)))
+
+
+@cli.command()
+@click.option("-a", "--attach", is_flag=True, help="Stay attached and exit with its status.")
+@click.argument("container")
+def start(container, attach):
+    """Start a created or stopped container."""
+    require_root()
+    from minirun.runtime import lifecycle
+    s = store()
+    cid, _, _ = lifecycle.resolve(s, container)
+    if attach:
+        sys.exit(lifecycle.start_attached(s, cid))
+    lifecycle.start_detached(s, cid)
+    click.echo(container)
+
+
+@cli.command(context_settings=POSITIONAL)
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VAL", help="Set an environment variable.")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("-u", "--user", help="USER[:GROUP].")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec(container, command, interactive, tty, env, workdir, user):
+    """Run COMMAND inside a running container."""
+    require_root()
+    from minirun.runtime.exec import exec_in
+    sys.exit(exec_in(store(), container, command, env=env, workdir=workdir, user=user,
+                     tty=tty, interactive=interactive))
+
+
+@cli.command()
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
+@click.option("-q", "--quiet", is_flag=True, help="Only ids.")
+def ps(show_all, quiet):
+    """List containers."""
+    require_root()
+    from minirun.runtime import lifecycle
+    rows = lifecycle.ps_rows(store(), show_all)
+    if quiet:
+        for row in rows:
+            click.echo(row[0])
+        return
+    click.echo(f"{'CONTAINER ID':<14}{'IMAGE':<16}{'COMMAND':<24}{'CREATED':<20}{'STATUS':<28}NAMES")
+    for cid, image, command, created, status, name in rows:
+        click.echo(f"{cid:<14}{image:<16}{command:<24}{created:<20}{status:<28}{name}")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+def inspect(targets):
+    """Show a container's or an image's document (JSON)."""
+    require_root()
+    import json
+    from minirun.errors import ContainerNotFound
+    from minirun.runtime import lifecycle
+    s = store()
+    docs = []
+    for target in targets:
+        try:
+            docs.append(lifecycle.inspect(s, target))
+        except ContainerNotFound:
+            image = s.load(target)
+            docs.append({"Id": image.id, "RepoTags": [n for n, i in s.names().items() if i == image.id],
+                         **image.config})
+    click.echo(json.dumps(docs, indent=4))
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the container exits.")
+@click.option("--tail", default="all", help="Only the last N lines.")
+@click.argument("container")
+def logs(container, follow, tail):
+    """Print what a detached container wrote."""
+    require_root()
+    from minirun.runtime import lifecycle
+    if tail != "all" and not tail.isdigit():
+        raise click.BadParameter(f"--tail {tail}: a number of lines, or all")
+    n = None if tail == "all" else int(tail)
+    for stream, text in lifecycle.log_entries(store(), container, follow, n):
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.write(text)
+        out.flush()
+
+
+@cli.command()
+@click.argument("containers", nargs=-1, required=True)
+def wait(containers):
+    """Block until containers exit; print their exit codes."""
+    require_root()
+    from minirun.runtime import lifecycle
+    for c in containers:
+        code = lifecycle.wait(store(), c)
+        click.echo(code if code is not None else 0)
+
+
+@cli.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="Signal to send.")
+@click.argument("containers", nargs=-1, required=True)
+def kill(containers, sig):
+    """Send a signal to containers' PID 1."""
+    require_root()
+    from minirun.runtime import lifecycle
+    signum = lifecycle.parse_signal(sig)
+    for c in containers:
+        lifecycle.kill(store(), c, signum)
+        click.echo(c)
+
+
+@cli.command()
+@click.option("-t", "--time", "timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
+@click.argument("containers", nargs=-1, required=True)
+def stop(containers, timeout):
+    """Stop containers: their stop signal, then SIGKILL after a timeout."""
+    require_root()
+    from minirun.runtime import lifecycle
+    for c in containers:
+        lifecycle.stop(store(), c, timeout)
+        click.echo(c)
+
+
+@cli.command()
+@click.option("-t", "--time", "timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
+@click.argument("containers", nargs=-1, required=True)
+def restart(containers, timeout):
+    """Stop then start containers again (detached)."""
+    require_root()
+    from minirun.runtime import lifecycle
+    s = store()
+    for c in containers:
+        cid = lifecycle.stop(s, c, timeout)
+        lifecycle.start_detached(s, cid)
+        click.echo(c)
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Kill running containers first.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(containers, force):
+    """Remove containers (their writable layer, cgroup and state)."""
+    require_root()
+    from minirun.runtime import lifecycle
+    failed = None
+    for c in containers:
+        try:
+            lifecycle.remove(store(), c, force)
+            click.echo(c)
+        except MinirunError as e:
+            failed = e
+            click.echo(f"minirun: {e}", err=True)
+    if failed:
+        sys.exit(failed.exit_code)
+
+
+@cli.group()
+def container():
+    """Manage containers."""
+
+
+@container.command("prune")
+def container_prune():
+    """Remove every stopped container."""
+    require_root()
+    from minirun.runtime import lifecycle
+    for cid in lifecycle.prune(store()):
+        click.echo(f"deleted {cid}")
+
+
+@cli.command()
+@click.argument("container")
+def top(container):
+    """The processes running in a container."""
+    require_root()
+    from minirun.runtime import lifecycle
+    click.echo(f"{'PID':<8}{'UID':<8}{'TIME':<10}CMD")
+    for pid, uid, t, cmd in lifecycle.top(store(), container):
+        click.echo(f"{pid:<8}{uid:<8}{t:<10}{cmd}")
+
+
+@cli.command()
+@click.option("--no-stream", is_flag=True, help="Print once and exit.")
+@click.argument("containers", nargs=-1)
+def stats(containers, no_stream):
+    """CPU, memory and pids of running containers, from their cgroups."""
+    require_root()
+    from minirun.image.listing import human_size
+    from minirun.runtime import lifecycle
+    while True:
+        rows = lifecycle.stats(store(), containers)
+        click.echo(f"{'CONTAINER ID':<14}{'NAME':<16}{'CPU %':<9}{'MEM USAGE / LIMIT':<24}PIDS")
+        for cid, name, cpu, mem, limit, pids in rows:
+            usage = f"{human_size(mem)} / {human_size(limit) if limit else 'unlimited'}"
+            click.echo(f"{cid:<14}{name:<16}{cpu:<9.2f}{usage:<24}{pids}")
+        if no_stream:
+            return
 
 
 @cli.command()

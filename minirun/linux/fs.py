@@ -13,6 +13,7 @@ from minirun.linux.syscalls import (
     MS_REC, MS_REMOUNT, mount, pivot_root, umount)
 
 
+
 def make_mounts_private():
     """Stop mount events propagating between this namespace and the host's —
     mount(2) with MS_PRIVATE, see mount_namespaces(7)."""

@@ -26,6 +26,7 @@ def reset_signal_dispositions():
     the container's programs must start with the defaults — signal(7)."""
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())   # the parent held some back
 
 
 def find_executable(name, path_env):

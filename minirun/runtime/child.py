@@ -10,7 +10,7 @@ import signal
 
 from minirun.errors import ExecError, MinirunError
 from minirun.linux import caps, explain, fs, net, process, tty
-from minirun.linux.syscalls import NAMESPACE_FLAGS, unshare
+from minirun.linux.syscalls import NAMESPACE_FLAGS, setns, unshare
 from minirun.runtime import init, sync
 from minirun.runtime.spec import ContainerSpec
 
@@ -24,8 +24,20 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 
 def child_main(spec: ContainerSpec, sock):
     """Never returns: execs the container's program or exits with an error."""
+    _reporting_errors(sock, _start_container, spec, sock)
+
+
+def join_main(spec: ContainerSpec, process, pid, cgroup, sock):
+    """`minirun exec`, child side: join the running container whose PID 1 is
+    `pid` (the parent already made us part of its PID namespace), then become
+    `process`. Never returns."""
+    _reporting_errors(sock, _join_container, spec, process, pid, cgroup, sock)
+
+
+def _reporting_errors(sock, fn, *args):
+    """Exceptions never cross the fork: the parent gets the text, we exit."""
     try:
-        _start_container(spec, sock)
+        fn(*args)
     except ExecError as e:
         sync.send_error(sock, str(e), e.exit_code)
         os._exit(e.exit_code)
@@ -48,11 +60,15 @@ def _start_container(spec, sock):
     # 1. New namespaces (pid was arranged by the parent before the fork).
     flags = 0
     for ns in spec.namespaces:
-        if ns != "pid":
+        if ns not in ("pid", "cgroup"):
             flags |= NAMESPACE_FLAGS[ns]
     unshare(flags)
     sync.send(sock, sync.NAMESPACES_READY)
     sync.expect(sock, sync.CONTINUE)
+    if "cgroup" in spec.namespaces:
+        # Only now: the parent has moved us into our cgroup, which becomes
+        # the root of the cgroup tree we see.
+        unshare(NAMESPACE_FLAGS["cgroup"])
 
     # 2. The root filesystem, still seen from the host's tree of mounts.
     fs.make_mounts_private()
@@ -62,6 +78,7 @@ def _start_container(spec, sock):
     fs.mount_overlay(spec.rootfs.layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir, rootfs)
     mount_volumes(spec, rootfs)
     mount_pseudo_filesystems(rootfs, privileged=spec.privileged)
+    mount_cgroupfs(rootfs, readonly=not spec.privileged)
     if "uts" in spec.namespaces:
         process.set_hostname(spec.hostname)
     workdir = fs.secure_join(rootfs, spec.process.cwd)
@@ -76,28 +93,52 @@ def _start_container(spec, sock):
             fs.mask_path(path)
         for path in spec.readonly_paths:
             fs.make_readonly(path)
-    terminal = open_terminal(sock) if spec.process.tty else None
+    terminal = open_terminal(sock, console=True) if spec.process.tty else None
+    become_program(spec, spec.process, sock, stdin, terminal)
 
+
+def _join_container(spec, proc, pid, cgroup, sock):
+    caps.set_parent_death_signal(signal.SIGKILL)
+    explain.keep_stderr()
+    stdin = os.open("/dev/null", os.O_RDONLY) if not proc.stdin else None
+    if cgroup is not None:
+        cgroup.add(spec.id, 0)      # 0: the writing process itself
+    # The mount namespace last: joining it also moves our root and working
+    # directory to the container's root, after which /proc/<pid> is gone.
+    fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY)
+           for ns in ("ipc", "uts", "net", "cgroup", "mnt")}
+    for ns, fd in fds.items():
+        setns(fd, NAMESPACE_FLAGS["mount" if ns == "mnt" else ns])
+        os.close(fd)
+    terminal = open_terminal(sock, console=False) if proc.tty else None
+    become_program(spec, proc, sock, stdin, terminal)
+
+
+def become_program(spec, proc, sock, stdin, terminal):
+    """Steps 4 and 5, shared by a container's first process and by exec."""
     # 4. Who the program runs as, and with which powers.
     keep = {caps.cap_number(c) for c in spec.capabilities}
     caps.drop_bounding_set(keep)
-    user = spec.process.user
+    user = proc.user
     process.set_identity(user.uid, user.gid, [user.gid] + user.additional_gids)
     if user.uid == 0:
         caps.limit_capabilities(keep)
     if spec.no_new_privileges:
         caps.set_no_new_privs()
     caps.set_parent_death_signal(signal.SIGKILL)  # a change of uid cleared it
-    os.chdir(spec.process.cwd)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as e:
+        raise ExecError(f"chdir to {proc.cwd}: {e.strerror}", 126) from None
 
     # 5. The program itself.
-    env = spec.process.env
-    args = spec.process.args
+    env = proc.env
+    args = proc.args
     path = process.find_executable(args[0], env.get("PATH"))
     if path is None:
         raise ExecError(f'exec: "{args[0]}": executable file not found in $PATH', 127)
     process.reset_signal_dispositions()
-    if spec.process.init:
+    if proc.init:
         init.fork_program(close_in_init=[sock] + [fd for fd in (stdin, terminal) if fd is not None])
     attach_stdio(stdin, terminal)
     try:
@@ -151,11 +192,37 @@ def mount_pseudo_filesystems(rootfs, privileged):
     open(os.path.join(dev, "console"), "w").close()
 
 
-def open_terminal(sock):
+def mount_cgroupfs(rootfs, readonly):
+    """/sys/fs/cgroup as Docker gives it: the container's own cgroup as the
+    root of each hierarchy (the cgroup namespace sees to that)."""
+    from minirun.linux import cgroups
+    driver = cgroups.detect()
+    target = os.path.join(rootfs, "sys/fs/cgroup")
+    if driver is None or not os.path.isdir(target):
+        return
+    flags = fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC | (fs.MS_RDONLY if readonly else 0)
+    if driver.version == 2:
+        fs.mount("cgroup2", target, "cgroup2", flags)
+        return
+    fs.mount_tmpfs(target, "mode=755", fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
+    hierarchies = {}
+    for controller, mountpoint in driver.mounts.items():
+        hierarchies.setdefault(mountpoint, []).append(controller)
+    for mountpoint, controllers in sorted(hierarchies.items()):
+        d = os.path.join(target, os.path.basename(mountpoint))
+        os.mkdir(d)
+        fs.mount("cgroup", d, "cgroup", flags, ",".join(sorted(controllers)))
+    if readonly:
+        fs.mount(None, target, None, fs.MS_REMOUNT | fs.MS_BIND | fs.MS_RDONLY | flags)
+
+
+def open_terminal(sock, console):
     """-t: a pty from the container's own devpts; the master goes to the
-    parent (as runc's --console-socket does), the slave becomes /dev/console."""
+    parent (as runc's --console-socket does); for PID 1 the slave is also
+    /dev/console."""
     master, slave = tty.open_pty()
-    fs.bind_mount(os.ttyname(slave), "/dev/console")
+    if console:
+        fs.bind_mount(os.ttyname(slave), "/dev/console")
     sync.send(sock, sync.PTY_MASTER, fd=master)
     os.close(master)
     return slave

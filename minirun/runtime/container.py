@@ -1,6 +1,8 @@
 """A container's directory on the host (its "bundle"), under the store root:
 
-    containers/<id>/state.json    who owns it, whether to remove it at exit
+    containers/<id>/config.json   the ContainerSpec
+    containers/<id>/state.json    see state.py
+    containers/<id>/container.log  what a detached container printed (JSON lines)
     containers/<id>/upper/        the overlay's writable layer
     containers/<id>/work/         overlayfs's scratch dir (same filesystem as upper)
     containers/<id>/rootfs/       where the overlay is mounted, in the container's
@@ -11,31 +13,31 @@ import json
 import os
 
 from minirun.image.store import write_atomic
+from minirun.runtime import state as statefile
+from minirun.runtime.spec import spec_from_dict, spec_to_dict
 
 
 def new_id():
     return os.urandom(32).hex()
 
 
-def process_start_time(pid):
-    """Field 22 of /proc/PID/stat: tells a live process from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-        return None
-
-
-def create_bundle(store, container_id, state):
-    bundle = os.path.join(store.containers, container_id)
+def create_bundle(store, spec, state):
+    """The container's directory, its spec (config.json) and first state."""
+    bundle = spec.bundle
     os.makedirs(store.containers, exist_ok=True)
     os.mkdir(bundle, 0o700)
     for d in ("upper", "work", "rootfs"):
         os.mkdir(os.path.join(bundle, d))
+    write_atomic(os.path.join(bundle, "config.json"), json.dumps(spec_to_dict(spec), indent=1))
     pid = os.getpid()
-    state = dict(state, id=container_id, owner_pid=pid, owner_start=process_start_time(pid))
-    write_atomic(os.path.join(bundle, "state.json"), json.dumps(state, indent=1))
+    statefile.write_new(bundle, dict(state, id=spec.id, status="created", created=statefile.now(),
+                                     owner_pid=pid, owner_start=statefile.process_start_time(pid)))
     return bundle
+
+
+def load_spec(bundle):
+    with open(os.path.join(bundle, "config.json")) as f:
+        return spec_from_dict(json.load(f))
 
 
 ETC_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
@@ -80,18 +82,28 @@ def remove_bundle(bundle):
 
 
 def sweep_orphans(store):
-    """Remove the bundles of `--rm` containers whose minirun was killed
-    (SIGKILL gives no chance to clean up; the next minirun does it)."""
+    """Tell the truth about containers whose supervisor was killed (SIGKILL
+    gives no chance to write it down): record them exited, remove their
+    cgroups, and remove the `--rm` ones altogether."""
     try:
         ids = os.listdir(store.containers)
     except FileNotFoundError:
         return
+    cgroup = None
     for cid in ids:
         bundle = os.path.join(store.containers, cid)
         try:
-            with open(os.path.join(bundle, "state.json")) as f:
-                state = json.load(f)
+            state = statefile.read(bundle)
         except (OSError, ValueError):
             continue
-        if state.get("auto_remove") and process_start_time(state["owner_pid"]) != state["owner_start"]:
+        owner_gone = not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
+        if state["status"] == "running" and statefile.status(state)[0] == "exited" and owner_gone:
+            from minirun.linux import cgroups
+            cgroup = cgroup or cgroups.detect()
+            if cgroup is not None:
+                cgroup.destroy(cid)
+            status, code = statefile.status(state)
+            statefile.update(bundle, status=status, exit_code=code, finished_at=statefile.now())
+            state["status"] = status
+        if state.get("auto_remove") and owner_gone and state["status"] == "exited":
             remove_bundle(bundle)

@@ -12,7 +12,7 @@ from minirun.image.store import Image
 from minirun.linux import caps
 from minirun.runtime.spec import (
     DEFAULT_CAPABILITIES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS, ContainerSpec, Mount,
-    Process, Rootfs)
+    Process, Resources, Rootfs)
 from minirun.runtime.container import etc_file_paths
 from minirun.runtime.users import resolve_user
 
@@ -41,6 +41,13 @@ class RunOptions:
     init: bool = False
     network: str = "none"
     rm: bool = False
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
 
 
 def parse_env(entries, env_files):
@@ -120,6 +127,66 @@ def resolve_capabilities(opts):
     return tuple(sorted(keep))
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value, flag):
+    """'64m', '1g', '512k', '1048576' → bytes (Docker's binary units)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", value.strip().lower())
+    if not m:
+        raise UsageError(f"{flag} {value}: not a size (examples: 64m, 1g, 512k)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_cpuset(value, ncpus):
+    """'0-1,3' → checked against the host's CPUs."""
+    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", value):
+        raise UsageError(f"--cpuset-cpus {value}: want a list like 0-1,3")
+    for part in value.split(","):
+        lo, _, hi = part.partition("-")
+        if int(hi or lo) >= ncpus or int(lo) > int(hi or lo):
+            raise UsageError(f"--cpuset-cpus {value}: this host has CPUs 0-{ncpus - 1}")
+    return value
+
+
+def parse_resources(opts):
+    """The cgroup flags → Resources, checked against the host."""
+    r = Resources()
+    ncpus = os.cpu_count() or 1
+    if opts.memory is not None:
+        r.memory = parse_size(opts.memory, "--memory")
+        if r.memory < 6 << 20:
+            raise UsageError("--memory: the minimum allowed is 6m")
+    if opts.memory_swap is not None:
+        if r.memory is None:
+            raise UsageError("--memory-swap needs --memory as well")
+        r.memory_swap = -1 if opts.memory_swap == "-1" else parse_size(opts.memory_swap, "--memory-swap")
+        if r.memory_swap != -1 and r.memory_swap < r.memory:
+            raise UsageError("--memory-swap must be at least --memory (it counts memory + swap)")
+    if opts.cpus is not None:
+        try:
+            cpus = float(opts.cpus)
+        except ValueError:
+            raise UsageError(f"--cpus {opts.cpus}: not a number") from None
+        if not 0.01 <= cpus <= ncpus:
+            raise UsageError(f"--cpus {opts.cpus}: range of CPUs is from 0.01 to {ncpus}, "
+                             f"as there are only {ncpus} CPUs available")
+        r.cpu_quota = int(cpus * r.cpu_period)
+    if opts.cpu_shares is not None:
+        if not 2 <= opts.cpu_shares <= 262144:
+            raise UsageError("--cpu-shares: must be between 2 and 262144")
+        r.cpu_shares = opts.cpu_shares
+    if opts.cpuset_cpus is not None:
+        r.cpuset_cpus = parse_cpuset(opts.cpuset_cpus, ncpus)
+    if opts.pids_limit is not None:
+        r.pids_limit = opts.pids_limit
+    if opts.blkio_weight is not None:
+        if not 10 <= opts.blkio_weight <= 1000:
+            raise UsageError("--blkio-weight: must be between 10 and 1000")
+        r.blkio_weight = opts.blkio_weight
+    return r
+
+
 def process_args(opts, config):
     """Docker's rule: ENTRYPOINT + CMD, where --entrypoint replaces the
     first (and clears the image's CMD) and run's arguments replace the second."""
@@ -177,6 +244,8 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
         etc_files=etc_file_paths(bundle),
         capabilities=resolve_capabilities(opts),
         privileged=opts.privileged,
+        resources=parse_resources(opts),
+        stop_signal=config.get("StopSignal") or "SIGTERM",
         masked_paths=() if opts.privileged else MASKED_PATHS,
         readonly_paths=() if opts.privileged else READONLY_PATHS,
     )

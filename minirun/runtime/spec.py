@@ -70,6 +70,19 @@ class Process:
 
 
 @dataclass
+class Resources:
+    """cgroup limits; None leaves the kernel's default (no limit)."""
+    memory: int | None = None          # bytes
+    memory_swap: int | None = None     # memory + swap, bytes; -1 unlimited
+    cpu_quota: int | None = None       # microseconds of CPU per period
+    cpu_period: int = 100_000
+    cpu_shares: int | None = None      # relative weight, default 1024
+    cpuset_cpus: str | None = None     # "0-1", "0,2"
+    pids_limit: int | None = None
+    blkio_weight: int | None = None    # 10..1000
+
+
+@dataclass
 class ContainerSpec:
     id: str
     rootfs: Rootfs
@@ -86,3 +99,24 @@ class ContainerSpec:
     readonly_paths: tuple[str, ...] = READONLY_PATHS
     no_new_privileges: bool = True
     privileged: bool = False
+    resources: Resources = field(default_factory=Resources)
+    stop_signal: str = "SIGTERM"
+
+
+def spec_to_dict(spec):
+    from dataclasses import asdict
+    return asdict(spec)
+
+
+def spec_from_dict(d):
+    """The inverse of spec_to_dict, for a spec read back from config.json."""
+    d = dict(d)
+    d["rootfs"] = Rootfs(**d["rootfs"])
+    process = dict(d["process"])
+    process["user"] = User(**process["user"])
+    d["process"] = Process(**process)
+    d["mounts"] = [Mount(**m) for m in d["mounts"]]
+    d["resources"] = Resources(**d["resources"])
+    for key in ("namespaces", "capabilities", "masked_paths", "readonly_paths"):
+        d[key] = tuple(d[key])
+    return ContainerSpec(**d)

@@ -1,19 +1,24 @@
-"""start(spec): the one start sequence, parent side. Every door (run, build's
-RUN, OCI bundles) comes here.
+"""The one start sequence, parent side. Every door (run, build's RUN, OCI
+bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
 
+    0. cgroup         mkdir the container's cgroup and write its limits
     1. channel        a socketpair to talk to the child (sync.py draws the ladder)
     2. unshare(PID)   the parent's *next child* will be PID 1 of a new PID namespace
     3. fork           the child runs child.child_main(); it never returns
     4. setns(PID)     the parent's later children are born on the host again
-    5. NAMESPACES_READY → set-up from outside (cgroups, network) → CONTINUE
+    5. NAMESPACES_READY → put the child in its cgroup (network: later) → CONTINUE
     6. PTY_MASTER     with -t, the child sends the terminal's master side
     7. end-of-file    the child's execve succeeded: the container runs
     8. supervise      forward signals, relay the terminal, waitpid(2)
+    9. finish         was it killed for memory? remove the cgroup
 """
 import os
 import signal
 import sys
 
+from dataclasses import dataclass
+
+from minirun.errors import MinirunError
 from minirun.linux import explain
 from minirun.linux.syscalls import CLONE_NEWPID, setns, unshare
 from minirun.runtime import sync
@@ -23,23 +28,58 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
              signal.SIGUSR1, signal.SIGUSR2)
 
 
-def start(spec: ContainerSpec):
-    """Start the container and wait for it; returns its exit status
-    (128+N when it was killed by signal N)."""
+@dataclass
+class Running:
+    pid: int                  # the container's PID 1, as the host sees it
+    master: int | None = None  # the pty's master side, with -t
+
+
+def hold_signals():
+    """Keep the signals we forward pending until supervise() can forward
+    them: one sent the instant the container starts must not kill minirun."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+
+
+def release_signals():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+
+def launch(spec: ContainerSpec, cgroup=None):
+    """Steps 0–7: returns once the container's program runs."""
+    if cgroup is not None:
+        try:
+            cgroup.create(spec.id)
+            cgroup.apply(spec.id, spec.resources)
+        except OSError as e:
+            cgroup.destroy(spec.id)
+            raise MinirunError(f"cgroup: {e}") from None
     parent_end, child_end = sync.channel()
     pid = fork_into_new_pid_namespace(spec, parent_end, child_end)
     child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
+        if cgroup is not None:
+            cgroup.add(spec.id, pid)
         sync.send(parent_end, sync.CONTINUE)
         master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
         sync.expect_exec(parent_end)
     except BaseException:
         kill_and_reap(pid)
+        if cgroup is not None:
+            cgroup.destroy(spec.id)
         raise
     finally:
         parent_end.close()
-    return supervise(pid, master, relay_stdin=spec.process.stdin)
+    return Running(pid, master)
+
+
+def finish(spec, cgroup):
+    """Step 9: whether the kernel's OOM killer struck, then the cgroup goes."""
+    if cgroup is None:
+        return False
+    oom = cgroup.oom_killed(spec.id)
+    cgroup.destroy(spec.id)
+    return oom
 
 
 def fork_into_new_pid_namespace(spec, parent_end, child_end):
@@ -69,7 +109,7 @@ def kill_and_reap(pid):
     os.waitpid(pid, 0)
 
 
-def supervise(pid, master=None, relay_stdin=False):
+def supervise(running: Running, relay_stdin=False):
     """Step 8: forward signals sent to minirun, relay the pty if there is
     one, and return the exit status once the container's PID 1 is gone."""
     def forward(signum, _frame):
@@ -78,10 +118,17 @@ def supervise(pid, master=None, relay_stdin=False):
         except ProcessLookupError:
             pass
 
+    pid = running.pid
     for sig in FORWARDED:
         signal.signal(sig, forward)
-    if master is not None:
-        relay_terminal(master, relay_stdin)
+    release_signals()
+    if running.master is not None:
+        relay_terminal(running.master, relay_stdin)
+    return wait_exit_status(pid)
+
+
+def wait_exit_status(pid):
+    """waitpid(2), as a shell reports it: 128+N for death by signal N."""
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

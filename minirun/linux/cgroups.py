@@ -1,0 +1,271 @@
+"""Control groups: limits and accounting for a container's processes.
+
+One interface, two implementations, chosen by probing the host's mounts once:
+
+    cgroup v2  one tree (/sys/fs/cgroup), controllers enabled per level through
+               cgroup.subtree_control; files memory.max, cpu.max, pids.max...
+    cgroup v1  one tree per controller (/sys/fs/cgroup/memory, .../cpu...);
+               files memory.limit_in_bytes, cpu.cfs_quota_us, pids.max...
+
+A hybrid host (v1 controllers plus a cgroup2 mount holding almost none of
+them) is driven through v1, where the controllers are. See cgroups(7).
+Every path is relative to a root given at construction, so tests can lay out
+a temporary directory like cgroupfs and point a Cgroups object at it.
+"""
+import os
+import signal
+import time
+
+from minirun.linux import explain
+
+PARENT = "minirun"     # every container's cgroup is PARENT/<container id>
+
+
+def _read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def _write(path, value):
+    explain.step(f'write("{path}", "{value}")', "cgroups(7)")
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def _rmdir_retrying(path):
+    """A cgroup can be removed once its last process has been reaped; that
+    takes the kernel a moment after SIGKILL."""
+    for _ in range(200):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+    os.rmdir(path)
+
+
+def _keyed(text):
+    """'key value' lines (memory.events, cpu.stat...) → dict of ints."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def shares_to_weight(shares):
+    """cpu.shares (2..262144, default 1024) → cpu.weight (1..10000, default 100), as runc maps it."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def blkio_to_io_weight(weight):
+    """blkio.weight (10..1000) → io.weight (1..10000)."""
+    return 1 + ((weight - 10) * 9999) // 990
+
+
+class CgroupV2:
+    version = 2
+    CONTROLLERS = ("cpu", "cpuset", "memory", "pids", "io")
+
+    def __init__(self, root="/sys/fs/cgroup"):
+        self.root = root
+
+    def path(self, name):
+        return os.path.join(self.root, PARENT, name)
+
+    def available(self):
+        return set(_read(os.path.join(self.root, "cgroup.controllers")).split())
+
+    def create(self, name):
+        """mkdir the container's cgroup, enabling controllers on the way down."""
+        wanted = [c for c in self.CONTROLLERS if c in self.available()]
+        parent = os.path.join(self.root, PARENT)
+        os.makedirs(parent, exist_ok=True)
+        for level in (self.root, parent):
+            enabled = set(_read(os.path.join(level, "cgroup.subtree_control")).split())
+            missing = [c for c in wanted if c not in enabled]
+            if missing:
+                _write(os.path.join(level, "cgroup.subtree_control"), " ".join("+" + c for c in missing))
+        explain.step(f'mkdir("{self.path(name)}")', "cgroups(7)")
+        os.makedirs(self.path(name), exist_ok=True)
+
+    def apply(self, name, r):
+        p = self.path(name)
+        if r.memory is not None:
+            _write(f"{p}/memory.max", r.memory)
+            # v2 counts swap apart: memory-swap is memory+swap, as in Docker
+            swap = 0 if r.memory_swap is None else (-1 if r.memory_swap == -1 else r.memory_swap - r.memory)
+            if os.path.exists(f"{p}/memory.swap.max"):
+                _write(f"{p}/memory.swap.max", "max" if swap == -1 else swap)
+        if r.cpu_quota is not None:
+            _write(f"{p}/cpu.max", f"{r.cpu_quota} {r.cpu_period}")
+        if r.cpu_shares is not None:
+            _write(f"{p}/cpu.weight", shares_to_weight(r.cpu_shares))
+        if r.cpuset_cpus is not None:
+            _write(f"{p}/cpuset.cpus", r.cpuset_cpus)
+        if r.pids_limit is not None:
+            _write(f"{p}/pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
+        if r.blkio_weight is not None:
+            _write(f"{p}/io.weight", f"default {blkio_to_io_weight(r.blkio_weight)}")
+
+    def add(self, name, pid):
+        _write(f"{self.path(name)}/cgroup.procs", pid)
+
+    def pids(self, name):
+        return [int(x) for x in _read(f"{self.path(name)}/cgroup.procs").split()]
+
+    def oom_killed(self, name):
+        return _keyed(_read(f"{self.path(name)}/memory.events")).get("oom_kill", 0) > 0
+
+    def stats(self, name):
+        p = self.path(name)
+        limit = _read(f"{p}/memory.max", "max")
+        return {"cpu_ns": _keyed(_read(f"{p}/cpu.stat")).get("usage_usec", 0) * 1000,
+                "memory": int(_read(f"{p}/memory.current", "0") or 0),
+                "memory_limit": None if limit in ("max", "") else int(limit),
+                "pids": int(_read(f"{p}/pids.current", "0") or 0)}
+
+    def exists(self, name):
+        return os.path.isdir(self.path(name))
+
+    def destroy(self, name):
+        """Kill what is left in the cgroup and remove it (and the parent if empty)."""
+        p = self.path(name)
+        if not os.path.isdir(p):
+            return
+        _kill_all(self.pids(name))
+        explain.step(f'rmdir("{p}")', "cgroups(7)")
+        _rmdir_retrying(p)
+        try:
+            os.rmdir(os.path.dirname(p))
+        except OSError:
+            pass
+
+
+class CgroupV1:
+    version = 1
+    CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio")
+
+    def __init__(self, mounts):
+        """`mounts`: controller → where its hierarchy is mounted."""
+        self.mounts = {c: m for c, m in mounts.items() if c in self.CONTROLLERS}
+
+    def path(self, name, controller="memory"):
+        return os.path.join(self.mounts[controller], PARENT, name)
+
+    def _dirs(self, name):
+        """One directory per hierarchy (co-mounted controllers share one)."""
+        return sorted({self.path(name, c) for c in self.mounts})
+
+    def create(self, name):
+        for c in self.mounts:
+            d = self.path(name, c)
+            if not os.path.isdir(d):
+                explain.step(f'mkdir("{d}")', "cgroups(7)")
+                os.makedirs(d, exist_ok=True)
+        if "cpuset" in self.mounts:
+            # a new cpuset cgroup starts with no CPUs and no memory nodes
+            top = self.mounts["cpuset"]
+            for level in (os.path.join(top, PARENT), self.path(name, "cpuset")):
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    if not _read(os.path.join(level, f)):
+                        _write(os.path.join(level, f), _read(os.path.join(os.path.dirname(level), f)))
+
+    def _set(self, controller, name, filename, value):
+        if controller not in self.mounts:
+            raise OSError(f"the {controller} controller is not mounted on this host")
+        _write(os.path.join(self.path(name, controller), filename), value)
+
+    def apply(self, name, r):
+        if r.memory is not None:
+            self._set("memory", name, "memory.limit_in_bytes", r.memory)
+            memsw = os.path.join(self.path(name, "memory"), "memory.memsw.limit_in_bytes")
+            if os.path.exists(memsw):
+                swap = r.memory if r.memory_swap is None else r.memory_swap
+                self._set("memory", name, "memory.memsw.limit_in_bytes", swap)
+        if r.cpu_quota is not None:
+            self._set("cpu", name, "cpu.cfs_period_us", r.cpu_period)
+            self._set("cpu", name, "cpu.cfs_quota_us", r.cpu_quota)
+        if r.cpu_shares is not None:
+            self._set("cpu", name, "cpu.shares", r.cpu_shares)
+        if r.cpuset_cpus is not None:
+            self._set("cpuset", name, "cpuset.cpus", r.cpuset_cpus)
+        if r.pids_limit is not None:
+            self._set("pids", name, "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
+        if r.blkio_weight is not None:
+            if not os.path.exists(os.path.join(self.path(name, "blkio"), "blkio.weight")):
+                raise OSError("--blkio-weight: this host's I/O scheduler has no blkio.weight")
+            self._set("blkio", name, "blkio.weight", r.blkio_weight)
+
+    def add(self, name, pid):
+        for d in self._dirs(name):
+            _write(os.path.join(d, "cgroup.procs"), pid)
+
+    def pids(self, name):
+        c = "pids" if "pids" in self.mounts else next(iter(self.mounts))
+        return [int(x) for x in _read(os.path.join(self.path(name, c), "cgroup.procs")).split()]
+
+    def oom_killed(self, name):
+        text = _read(os.path.join(self.path(name, "memory"), "memory.oom_control"))
+        return _keyed(text).get("oom_kill", 0) > 0
+
+    def stats(self, name):
+        mem = self.path(name, "memory")
+        limit = int(_read(os.path.join(mem, "memory.limit_in_bytes"), "0") or 0)
+        cpu = self.path(name, "cpuacct") if "cpuacct" in self.mounts else None
+        return {"cpu_ns": int(_read(os.path.join(cpu, "cpuacct.usage"), "0") or 0) if cpu else 0,
+                "memory": int(_read(os.path.join(mem, "memory.usage_in_bytes"), "0") or 0),
+                "memory_limit": None if limit >= 1 << 62 else limit,
+                "pids": int(_read(os.path.join(self.path(name, "pids"), "pids.current"), "0") or 0)
+                if "pids" in self.mounts else len(self.pids(name))}
+
+    def exists(self, name):
+        return any(os.path.isdir(d) for d in self._dirs(name))
+
+    def destroy(self, name):
+        if self.exists(name):
+            _kill_all(self.pids(name))
+        for d in self._dirs(name):
+            if os.path.isdir(d):
+                explain.step(f'rmdir("{d}")', "cgroups(7)")
+                _rmdir_retrying(d)
+            try:
+                os.rmdir(os.path.dirname(d))
+            except OSError:
+                pass
+
+
+def _kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def detect(mountinfo="/proc/self/mountinfo"):
+    """Probe the host's mounts: v1 wherever v1 controllers are mounted, else v2."""
+    v1, v2 = {}, None
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, options = fields[sep + 1], fields[sep + 3].split(",")
+            mountpoint = fields[4]
+            if fstype == "cgroup":
+                for opt in options:
+                    if opt in CgroupV1.CONTROLLERS:
+                        v1[opt] = mountpoint
+            elif fstype == "cgroup2" and v2 is None:
+                v2 = mountpoint
+    if v1.get("memory"):
+        return CgroupV1(v1)
+    if v2:
+        return CgroupV2(v2)
+    return None

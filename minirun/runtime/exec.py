@@ -1,0 +1,68 @@
+"""`minirun exec`, parent side: a new process in a running container.
+
+Nothing is created: the process joins what the container's PID 1 already
+has — its namespaces (setns(2) on /proc/PID/ns/*), its cgroup, its root —
+and then drops to the container's user, capabilities and environment, as
+the first process did (child.become_program).
+"""
+import os
+
+from minirun.linux import explain
+from minirun.linux.syscalls import CLONE_NEWPID, setns
+from minirun.runtime import container, lifecycle, state as statefile, sync
+from minirun.runtime.options import parse_env
+from minirun.runtime.spec import Process
+from minirun.runtime.start import Running, hold_signals, kill_and_reap, release_signals, supervise
+from minirun.runtime.users import resolve_user
+from minirun.errors import UsageError
+
+
+def exec_in(store, ref, command, env=(), workdir=None, user=None, tty=False, interactive=False):
+    cid, bundle, st = lifecycle.resolve(store, ref)
+    if statefile.status(st)[0] != "running":
+        raise UsageError(f"container {cid[:12]} is not running: start it before exec")
+    spec = container.load_spec(bundle)
+    pid = st["pid"]
+    root = f"/proc/{pid}/root"   # the container's files as they are now, upper dir included
+    proc = Process(
+        args=list(command),
+        env={**spec.process.env, **parse_env(list(env), [])},
+        cwd=workdir or spec.process.cwd,
+        user=resolve_user(user, [root]) if user else spec.process.user,
+        tty=tty, stdin=interactive)
+    if not proc.args:
+        raise UsageError("exec needs a command")
+    cgroup = lifecycle.cgroup_driver()
+
+    parent_end, child_end = sync.channel()
+    hold_signals()
+    child = fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end)
+    child_end.close()
+    try:
+        master = sync.expect(parent_end, sync.PTY_MASTER) if tty else None
+        sync.expect_exec(parent_end)
+    except BaseException:
+        kill_and_reap(child)
+        release_signals()
+        raise
+    finally:
+        parent_end.close()
+    return supervise(Running(child, master), relay_stdin=interactive)
+
+
+def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end):
+    """setns(CLONE_NEWPID) moves only our future children, as unshare did for
+    the container's PID 1; then fork, then come back."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    theirs = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
+    setns(theirs, CLONE_NEWPID)
+    explain.step("fork()", "fork(2)")
+    child = os.fork()
+    if child == 0:
+        parent_end.close()
+        from minirun.runtime.child import join_main
+        join_main(spec, proc, pid, cgroup, child_end)   # never returns
+    setns(own, CLONE_NEWPID)
+    os.close(own)
+    os.close(theirs)
+    return child

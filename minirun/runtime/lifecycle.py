@@ -1,0 +1,371 @@
+"""The container lifecycle, Docker's verbs on the one start sequence:
+
+    create   image + options → a bundle on disk (state `created`), nothing runs
+    start    attached: this process supervises the container until it exits;
+             detached: a monitor process (monitor.py) does, and outlives us
+    stop / kill / wait / rm / prune, and the views: ps, inspect, logs, top, stats
+
+The monitor imports this module too, so what only `create` needs (image
+loading, flag checking) is imported inside it: a monitor stays small.
+"""
+import json
+import os
+import signal
+import time
+
+from minirun.errors import ContainerNotFound, MinirunError, UsageError
+from minirun.runtime import container, state as statefile
+
+
+def load_image(store, ref):
+    from minirun.image.embedded import ensure_embedded, is_embedded
+    if is_embedded(ref):
+        ensure_embedded(store, ref)
+    return store.load(ref)
+
+
+def cgroup_driver():
+    from minirun.linux import cgroups
+    return cgroups.detect()
+
+
+# --- finding containers ---------------------------------------------------------
+
+def all_containers(store):
+    """[(id, bundle, state)] of every container, oldest first."""
+    out = []
+    try:
+        ids = os.listdir(store.containers)
+    except FileNotFoundError:
+        return out
+    for cid in ids:
+        bundle = os.path.join(store.containers, cid)
+        try:
+            out.append((cid, bundle, statefile.read(bundle)))
+        except (OSError, ValueError):
+            continue
+    return sorted(out, key=lambda c: c[2].get("created", 0))
+
+
+def resolve(store, ref):
+    """A full id, a name or a unique id prefix → (id, bundle, state)."""
+    matches = []
+    for cid, bundle, st in all_containers(store):
+        if ref in (cid, st.get("name")):
+            return cid, bundle, st
+        if cid.startswith(ref):
+            matches.append((cid, bundle, st))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageError(f"multiple containers match the prefix {ref!r}: give more characters")
+    raise ContainerNotFound(f"no such container: {ref}")
+
+
+# --- create and start -------------------------------------------------------------
+
+def create(store, image_ref, opts):
+    """Prepare a container from RunOptions; returns its id. Every check
+    happens before the disk changes."""
+    from minirun.runtime.options import build_spec
+    image = load_image(store, image_ref)
+    cid = container.new_id()
+    spec = build_spec(opts, image, cid, os.path.join(store.containers, cid))
+    container.sweep_orphans(store)
+    with store.lock():
+        if spec.name and any(st.get("name") == spec.name for _, _, st in all_containers(store)):
+            raise UsageError(f'the container name "{spec.name}" is already in use: '
+                             f"remove that container or choose another name")
+        container.create_bundle(store, spec, {
+            "name": spec.name, "image": image_ref, "image_id": image.id,
+            "command": spec.process.args, "auto_remove": opts.rm})
+    container.write_etc_files(spec.bundle, spec.hostname)
+    return cid
+
+
+def _claim(bundle, cid):
+    """Mark that this process now supervises the container; refuse if it runs."""
+    with statefile.locked(bundle):
+        st = statefile.read(bundle)
+        if statefile.status(st)[0] == "running":
+            raise UsageError(f"container {cid[:12]} is already running")
+        pid = os.getpid()
+        st.update(owner_pid=pid, owner_start=statefile.process_start_time(pid), status="starting",
+                  pid=None, exit_code=None, oom_killed=False)
+        statefile.write_new(bundle, st)
+
+
+def record_running(bundle, running):
+    statefile.update(bundle, status="running", pid=running.pid,
+                     pid_start=statefile.process_start_time(running.pid), started_at=statefile.now())
+
+
+def record_exit(bundle, spec, code, cgroup):
+    from minirun.runtime.start import finish
+    oom = finish(spec, cgroup)
+    st = statefile.update(bundle, status="exited", exit_code=code, oom_killed=oom,
+                          finished_at=statefile.now())
+    if st.get("auto_remove"):
+        container.remove_bundle(bundle)
+
+
+def start_attached(store, cid):
+    """Run the container in the foreground; returns its exit status."""
+    from minirun.runtime.start import hold_signals, launch, release_signals, supervise
+    bundle = os.path.join(store.containers, cid)
+    spec = container.load_spec(bundle)
+    _claim(bundle, cid)
+    cgroup = cgroup_driver()
+    hold_signals()
+    try:
+        running = launch(spec, cgroup)
+    except BaseException:
+        release_signals()
+        _start_failed(bundle)
+        raise
+    record_running(bundle, running)
+    code = supervise(running, relay_stdin=spec.process.stdin)
+    record_exit(bundle, spec, code, cgroup)
+    return code
+
+
+def _start_failed(bundle):
+    st = statefile.update(bundle, status="created")
+    if st.get("auto_remove"):
+        container.remove_bundle(bundle)
+
+
+def start_detached(store, cid):
+    """Hand the container to a monitor process and return once it runs."""
+    bundle = os.path.join(store.containers, cid)
+    st = statefile.read(bundle)
+    if statefile.status(st)[0] == "running":
+        raise UsageError(f"container {cid[:12]} is already running")
+    import subprocess
+    import sys
+    r, w = os.pipe()
+    subprocess.Popen([sys.executable, "-m", "minirun.runtime.monitor", store.root, cid, str(w)],
+                     pass_fds=[w], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        report = f.readline()
+    if report.startswith("ok"):
+        return
+    if report.startswith("error "):
+        _, code, message = report.split(" ", 2)
+        from minirun.errors import ExecError
+        raise ExecError(message.strip(), int(code)) if code in ("126", "127") else MinirunError(message.strip())
+    raise MinirunError(f"the monitor of container {cid[:12]} died before starting it")
+
+
+# --- signals and endings ---------------------------------------------------------------
+
+def _running_pid(cid, st):
+    if statefile.status(st)[0] != "running":
+        raise UsageError(f"container {cid[:12]} is not running")
+    return st["pid"]
+
+
+def kill(store, ref, sig=signal.SIGKILL):
+    cid, _, st = resolve(store, ref)
+    os.kill(_running_pid(cid, st), sig)
+    return cid
+
+
+def wait(store, ref, timeout=None):
+    """Block until the container has exited and its end is recorded; its exit status."""
+    cid, bundle, _ = resolve(store, ref)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            st = statefile.read(bundle)
+        except FileNotFoundError:          # removed (--rm) as it ended
+            return None
+        status, code = statefile.status(st)
+        if status == "exited" and (st["status"] == "exited" or not statefile.alive(
+                st.get("owner_pid"), st.get("owner_start"))):
+            return code
+        if status == "created":
+            raise UsageError(f"container {cid[:12]} has not been started")
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def stop(store, ref, timeout=10):
+    """The image's stop signal (SIGTERM by default), then SIGKILL after `timeout` s."""
+    cid, bundle, st = resolve(store, ref)
+    if statefile.status(st)[0] != "running":
+        return cid
+    spec = container.load_spec(bundle)
+    os.kill(st["pid"], parse_signal(spec.stop_signal))
+    if wait(store, cid, timeout=timeout) is None and statefile.alive(st["pid"], st["pid_start"]):
+        os.kill(st["pid"], signal.SIGKILL)
+        wait(store, cid)
+    return cid
+
+
+def parse_signal(value):
+    """'TERM', 'SIGTERM', '15' → 15."""
+    value = str(value).upper()
+    if value.isdigit():
+        return int(value)
+    name = value if value.startswith("SIG") else "SIG" + value
+    try:
+        return signal.Signals[name].value
+    except KeyError:
+        raise UsageError(f"invalid signal: {value}") from None
+
+
+def remove(store, ref, force=False):
+    cid, bundle, st = resolve(store, ref)
+    if statefile.status(st)[0] == "running":
+        if not force:
+            raise UsageError(f"cannot remove running container {cid[:12]}: stop it first or use rm -f")
+        os.kill(st["pid"], signal.SIGKILL)
+        wait(store, cid, timeout=10)
+    cgroup = cgroup_driver()
+    if cgroup is not None:
+        cgroup.destroy(cid)
+    container.remove_bundle(bundle)
+    return cid
+
+
+def prune(store):
+    container.sweep_orphans(store)
+    return [remove(store, cid) for cid, _, st in all_containers(store)
+            if statefile.status(st)[0] in ("exited", "created")]
+
+
+# --- views ----------------------------------------------------------------------
+
+def ps_rows(store, show_all=False):
+    """(id, image, command, created, status, names) as `docker ps` shows them."""
+    container.sweep_orphans(store)
+    rows = []
+    for cid, _, st in reversed(all_containers(store)):
+        status, code = statefile.status(st)
+        if status != "running" and not show_all:
+            continue
+        if status == "running":
+            text = f"Up {statefile.ago(st.get('started_at') or st['created'])}"
+        elif status == "exited":
+            text = f"Exited ({code}) {statefile.ago(st.get('finished_at') or st['created'])} ago"
+        else:
+            text = "Created"
+        command = " ".join(st.get("command") or [])
+        rows.append((cid[:12], st.get("image", ""), f'"{command[:20]}"',
+                     f"{statefile.ago(st['created'])} ago", text, st.get("name", "")))
+    return rows
+
+
+def inspect(store, ref):
+    cid, bundle, st = resolve(store, ref)
+    spec = container.load_spec(bundle)
+    status, code = statefile.status(st)
+    return {
+        "Id": cid,
+        "Name": "/" + st.get("name", ""),
+        "Created": statefile.iso(st["created"]),
+        "Path": spec.process.args[0],
+        "Args": spec.process.args[1:],
+        "State": {"Status": status, "Running": status == "running",
+                  "Pid": st.get("pid") if status == "running" else 0,
+                  "ExitCode": code or 0, "OOMKilled": bool(st.get("oom_killed")),
+                  "StartedAt": statefile.iso(st.get("started_at")),
+                  "FinishedAt": statefile.iso(st.get("finished_at"))},
+        "Image": st.get("image_id", ""),
+        "LogPath": os.path.join(bundle, "container.log"),
+        "Config": {"Hostname": spec.hostname, "User": f"{spec.process.user.uid}:{spec.process.user.gid}",
+                   "Tty": spec.process.tty, "OpenStdin": spec.process.stdin,
+                   "Env": [f"{k}={v}" for k, v in spec.process.env.items()],
+                   "Cmd": spec.process.args, "Image": st.get("image", ""),
+                   "WorkingDir": spec.process.cwd, "StopSignal": spec.stop_signal},
+        "HostConfig": {"Memory": spec.resources.memory or 0,
+                       "MemorySwap": spec.resources.memory_swap or 0,
+                       "NanoCpus": (spec.resources.cpu_quota or 0) * 1_000_000_000 // spec.resources.cpu_period,
+                       "CpuShares": spec.resources.cpu_shares or 0,
+                       "CpusetCpus": spec.resources.cpuset_cpus or "",
+                       "PidsLimit": spec.resources.pids_limit,
+                       "BlkioWeight": spec.resources.blkio_weight or 0,
+                       "ReadonlyRootfs": spec.rootfs.readonly, "Privileged": spec.privileged,
+                       "CapAdd": None, "AutoRemove": bool(st.get("auto_remove"))},
+        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly}
+                   for m in spec.mounts],
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(spec.rootfs.layers[::-1]), "UpperDir": spec.rootfs.upperdir,
+            "WorkDir": spec.rootfs.workdir}},
+    }
+
+
+def log_entries(store, ref, follow=False, tail=None):
+    """Yield (stream, text) from the container's log; with follow, until it exits."""
+    cid, bundle, _ = resolve(store, ref)
+    path = os.path.join(bundle, "container.log")
+    try:
+        f = open(path)
+    except FileNotFoundError:
+        return
+    with f:
+        lines = f.readlines()
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        for line in lines:
+            entry = json.loads(line)
+            yield entry["stream"], entry["log"]
+        while follow:
+            line = f.readline()
+            if line:
+                entry = json.loads(line)
+                yield entry["stream"], entry["log"]
+                continue
+            try:
+                st = statefile.read(bundle)
+            except FileNotFoundError:
+                return
+            if statefile.status(st)[0] != "running" and st["status"] != "starting":
+                rest = f.read()
+                for extra in rest.splitlines():
+                    entry = json.loads(extra)
+                    yield entry["stream"], entry["log"]
+                return
+            time.sleep(0.05)
+
+
+def top(store, ref):
+    """(pid, user, time, command) of each process in the container's cgroup."""
+    cid, _, st = resolve(store, ref)
+    _running_pid(cid, st)
+    rows = []
+    for pid in sorted(cgroup_driver().pids(cid)):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        ticks = (int(fields[11]) + int(fields[12])) // os.sysconf("SC_CLK_TCK")
+        rows.append((pid, uid, f"{ticks // 3600:02d}:{ticks // 60 % 60:02d}:{ticks % 60:02d}", cmd))
+    return rows
+
+
+def stats(store, refs=(), interval=0.5):
+    """(id, name, cpu %, memory, limit, pids) of running containers, sampled over `interval`."""
+    targets = [resolve(store, r) for r in refs] if refs else [
+        c for c in all_containers(store) if statefile.status(c[2])[0] == "running"]
+    cgroup = cgroup_driver()
+    first = {cid: cgroup.stats(cid) for cid, _, _ in targets}
+    t0 = time.monotonic()
+    time.sleep(interval)
+    elapsed = time.monotonic() - t0
+    rows = []
+    for cid, _, st in targets:
+        s = cgroup.stats(cid)
+        cpu = (s["cpu_ns"] - first[cid]["cpu_ns"]) / (elapsed * 1e9) * 100
+        rows.append((cid[:12], st.get("name", ""), cpu, s["memory"], s["memory_limit"], s["pids"]))
+    return rows

@@ -1,0 +1,94 @@
+"""The per-container monitor: minirun's analogue of containerd-shim or conmon.
+
+`run -d` and `start` execute `python -m minirun.runtime.monitor ROOT ID FD`
+in a session of its own. The monitor starts the container (it is the
+container's parent), reports "ok" or the error on FD, then copies the
+container's stdout and stderr into containers/<id>/container.log as JSON
+lines, reaps it, records its exit status and removes its cgroup. It imports
+only what that takes, to stay small: one runs per detached container.
+"""
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from minirun.errors import ExecError, MinirunError
+from minirun.image.store import Store
+from minirun.runtime import container, lifecycle, state as statefile
+from minirun.runtime.start import launch, wait_exit_status
+
+
+def _report(fd, text):
+    if fd is not None:
+        os.write(fd, text.encode())
+        os.close(fd)
+
+
+def main(root, cid, report_fd):
+    os.set_inheritable(report_fd, False)   # else the container would hold it open
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    bundle = os.path.join(Store(root).containers, cid)
+    spec = container.load_spec(bundle)
+    lifecycle._claim(bundle, cid)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)        # the container inherits fds 0, 1 and 2 at fork
+    os.dup2(err_w, 2)
+    cgroup = lifecycle.cgroup_driver()
+    try:
+        running = launch(spec, cgroup)
+    except ExecError as e:
+        lifecycle._start_failed(bundle)
+        return _report(report_fd, f"error {e.exit_code} {e}")
+    except MinirunError as e:
+        lifecycle._start_failed(bundle)
+        return _report(report_fd, f"error 125 {e}")
+    finally:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(out_w)
+        os.close(err_w)
+    lifecycle.record_running(bundle, running)
+    _report(report_fd, "ok\n")
+    sources = {out_r: "stdout", err_r: "stderr"}
+    if running.master is not None:
+        sources = {running.master: "stdout"}
+        os.close(out_r)
+        os.close(err_r)
+    copy_to_log(sources, os.path.join(bundle, "container.log"))
+    code = wait_exit_status(running.pid)
+    lifecycle.record_exit(bundle, spec, code, cgroup)
+
+
+def copy_to_log(sources, path):
+    """Until every source is at end-of-file: one JSON line per line of output."""
+    partial = {fd: b"" for fd in sources}
+    with open(path, "a") as log:
+        while partial:
+            ready, _, _ = select.select(list(partial), [], [])
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:      # a pty's master reads EIO once the slave side closes
+                    data = b""
+                lines = (partial[fd] + data).split(b"\n")
+                partial[fd] = lines.pop() if data else b""
+                if not data and lines == [b""]:
+                    lines = []
+                for line in lines:
+                    entry = {"log": line.decode(errors="replace") + "\n", "stream": sources[fd],
+                             "time": statefile.iso(time.time())}
+                    log.write(json.dumps(entry) + "\n")
+                log.flush()
+                if not data:
+                    del partial[fd]
+                    os.close(fd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,83 @@
+"""A container's state on disk: containers/<id>/state.json, changed only
+under the container's lock (flock) and written whole by rename, so a
+SIGKILL at any moment leaves either the old state or the new one.
+
+    created → running → exited        (rm removes the directory)
+
+The file says what minirun last knew; status() says what is true now: a
+container recorded as running whose PID 1 is gone has exited, even if
+nobody was left to write it down.
+"""
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+
+from minirun.image.store import write_atomic
+
+
+def process_start_time(pid):
+    """Field 22 of /proc/PID/stat: tells a live process from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid, start_time):
+    return pid is not None and start_time is not None and process_start_time(pid) == start_time
+
+
+def read(bundle):
+    with open(os.path.join(bundle, "state.json")) as f:
+        return json.load(f)
+
+
+@contextmanager
+def locked(bundle):
+    with open(os.path.join(bundle, "lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def update(bundle, **changes):
+    with locked(bundle):
+        state = read(bundle)
+        state.update(changes)
+        write_atomic(os.path.join(bundle, "state.json"), json.dumps(state, indent=1))
+        return state
+
+
+def write_new(bundle, state):
+    write_atomic(os.path.join(bundle, "state.json"), json.dumps(state, indent=1))
+
+
+def status(state):
+    """(status, exit_code) as things are now."""
+    if state["status"] == "running" and not alive(state.get("pid"), state.get("pid_start")):
+        # Its supervisor died without writing the end; the container died
+        # with it (SIGKILL by PR_SET_PDEATHSIG), hence 137.
+        return "exited", state.get("exit_code") if state.get("exit_code") is not None else 137
+    return state["status"], state.get("exit_code")
+
+
+def now():
+    return time.time()
+
+
+def iso(t):
+    if not t:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def ago(t):
+    """'3 seconds', '2 minutes'... as `docker ps` says it."""
+    s = max(0, int(time.time() - t))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''}" if n > 1 else f"About a{'n' if unit == 'hour' else ''} {unit}"
+    return "Less than a second" if s < 1 else f"{s} second{'s' if s > 1 else ''}"
