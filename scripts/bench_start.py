@@ -1,31 +1,17 @@
 """The measuring half of scripts/bench-start."""
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-n = int(sys.argv[1])
-work = tempfile.mkdtemp(prefix="minirun-bench-")
-root = os.path.join(work, "store")
-minirun = [os.path.join(os.path.dirname(sys.executable), "minirun"), "--root", root]
-try:
-    subprocess.run(minirun + ["images", "-q"], check=True, capture_output=True)
-    from minirun.image.store import Store
-    rootfs = Store(root).load("busybox").layer_dirs[0]
+from benchlib import bench_store, runc_bundle
 
-    bundle = os.path.join(work, "bundle")
-    os.mkdir(bundle)
-    subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
-    with open(os.path.join(bundle, "config.json")) as f:
-        config = json.load(f)
-    config["process"].update(terminal=False, args=["true"])
-    config["root"] = {"path": rootfs, "readonly": True}
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(config, f)
+n = int(sys.argv[1])
+work, root, minirun = bench_store()
+try:
+    bundle = runc_bundle(work, root, ["true"])
 
     commands = {
         "minirun": lambda i: minirun + ["run", "--rm", "--network", "none", "busybox", "true"],

@@ -1,0 +1,62 @@
+"""The measuring half of scripts/bench-lifecycle."""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from benchlib import bench_store, runc_bundle
+
+# exits promptly on SIGTERM, so stop measures minirun rather than a timeout
+SCRIPT = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+
+n = int(sys.argv[1])
+work, root, minirun = bench_store()
+bundle = runc_bundle(work, root, ["sh", "-c", SCRIPT])
+
+
+def run(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+try:
+    t = time.perf_counter()
+    for i in range(n):
+        cid = run(minirun + ["run", "-d", "busybox", "sh", "-c", SCRIPT])
+        run(minirun + ["stop", cid])
+        run(minirun + ["rm", cid])
+    ours = (time.perf_counter() - t) / n
+
+    t = time.perf_counter()
+    for i in range(n):
+        name = f"minirun-bench-{os.getpid()}-{i}"
+        subprocess.run(["runc", "run", "-d", "--bundle", bundle, name], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run(["runc", "kill", name, "TERM"])
+        while "stopped" not in run(["runc", "state", name]):
+            time.sleep(0.01)
+        run(["runc", "delete", name])
+    theirs = (time.perf_counter() - t) / n
+    print(f"run -d + stop + rm, {n} containers in a loop:")
+    print(f"  minirun {ours * 1000:7.1f} ms per container")
+    print(f"  runc    {theirs * 1000:7.1f} ms per container (run -d, kill TERM, delete)")
+    print(f"  ratio minirun/runc: {ours / theirs:.2f}x")
+
+    t = time.perf_counter()
+    procs = [subprocess.Popen(minirun + ["run", "-d", "busybox", "sleep", "60"], stdout=subprocess.PIPE,
+                              text=True) for _ in range(20)]
+    ids = [p.communicate()[0].strip() for p in procs]
+    wall = time.perf_counter() - t
+    rss = []
+    for cid in ids:
+        pid = run(["pgrep", "-f", f"minirun.runtime.monitor {root} {cid}"])
+        with open(f"/proc/{pid}/status") as f:
+            rss += [int(line.split()[1]) for line in f if line.startswith("VmRSS")]
+    print(f"20 detached containers started at once: {wall * 1000:.0f} ms in all, "
+          f"{wall / 20 * 1000:.0f} ms per container")
+    print(f"  monitor RSS: median {statistics.median(rss) / 1024:.1f} MB, max {max(rss) / 1024:.1f} MB "
+          f"(target: under 15 MB)")
+    run(minirun + ["rm", "-f", *ids])
+finally:
+    shutil.rmtree(work, ignore_errors=True)

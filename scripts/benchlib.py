@@ -1,0 +1,31 @@
+"""Shared by the benchmarks: a throw-away store, and a runc bundle on the
+same busybox rootfs, so minirun and runc start the very same files."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def bench_store():
+    work = tempfile.mkdtemp(prefix="minirun-bench-")
+    root = os.path.join(work, "store")
+    minirun = [os.path.join(VENV_BIN, "minirun"), "--root", root]
+    subprocess.run(minirun + ["images", "-q"], check=True, capture_output=True)
+    return work, root, minirun
+
+
+def runc_bundle(work, root, args):
+    from minirun.image.store import Store
+    bundle = os.path.join(work, "bundle")
+    os.mkdir(bundle)
+    subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"].update(terminal=False, args=args)
+    config["root"] = {"path": Store(root).load("busybox").layer_dirs[0], "readonly": True}
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    return bundle
