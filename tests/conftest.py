@@ -24,12 +24,12 @@ def mounts():
 
 
 def cgroups():
+    """Every cgroup minirun made: <hierarchy>/minirun and what is below it."""
     found = set()
     for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
-        for d in dirnames:
-            if "minirun" in d:
-                found.add(os.path.join(dirpath, d))
-        if dirpath.count("/") > 6:
+        if "minirun" in dirpath:
+            found.add(dirpath)
+        if dirpath.count("/") >= 6:
             dirnames[:] = []
     return found
 

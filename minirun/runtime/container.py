@@ -97,7 +97,8 @@ def sweep_orphans(store):
         except (OSError, ValueError):
             continue
         owner_gone = not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
-        if state["status"] == "running" and statefile.status(state)[0] == "exited" and owner_gone:
+        if state["status"] in ("running", "starting") and statefile.status(state)[0] == "exited" \
+                and owner_gone:
             from minirun.linux import cgroups
             cgroup = cgroup or cgroups.detect()
             if cgroup is not None:

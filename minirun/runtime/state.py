@@ -56,11 +56,15 @@ def write_new(bundle, state):
 
 def status(state):
     """(status, exit_code) as things are now."""
-    if state["status"] == "running" and not alive(state.get("pid"), state.get("pid_start")):
+    recorded = state["status"]
+    if recorded == "starting" and alive(state.get("owner_pid"), state.get("owner_start")):
+        return "created", None          # its supervisor is still starting it
+    if recorded == "starting" or (recorded == "running"
+                                  and not alive(state.get("pid"), state.get("pid_start"))):
         # Its supervisor died without writing the end; the container died
         # with it (SIGKILL by PR_SET_PDEATHSIG), hence 137.
         return "exited", state.get("exit_code") if state.get("exit_code") is not None else 137
-    return state["status"], state.get("exit_code")
+    return recorded, state.get("exit_code")
 
 
 def now():
