@@ -35,10 +35,12 @@ def _write(path, value):
         f.write(str(value))
 
 
-def _rmdir_retrying(path):
-    """A cgroup can be removed once its last process has been reaped; that
-    takes the kernel a moment after SIGKILL."""
-    for _ in range(200):
+def _rmdir_retrying(path, pids):
+    """A cgroup can be removed once its last process is gone: SIGKILL what
+    is left (again and again, should something still be forking) and retry
+    for up to 5 s, the moment the kernel takes to reap."""
+    for _ in range(500):
+        _kill_all(pids())
         try:
             os.rmdir(path)
             return
@@ -139,9 +141,8 @@ class CgroupV2:
         p = self.path(name)
         if not os.path.isdir(p):
             return
-        _kill_all(self.pids(name))
         explain.step(f'rmdir("{p}")', "cgroups(7)")
-        _rmdir_retrying(p)
+        _rmdir_retrying(p, lambda: self.pids(name))
         try:
             os.rmdir(os.path.dirname(p))
         except OSError:
@@ -229,12 +230,11 @@ class CgroupV1:
         return any(os.path.isdir(d) for d in self._dirs(name))
 
     def destroy(self, name):
-        if self.exists(name):
-            _kill_all(self.pids(name))
+        """Kill what is left in the cgroup and remove it (and the parent if empty)."""
         for d in self._dirs(name):
             if os.path.isdir(d):
                 explain.step(f'rmdir("{d}")', "cgroups(7)")
-                _rmdir_retrying(d)
+                _rmdir_retrying(d, lambda: [int(x) for x in _read(os.path.join(d, "cgroup.procs")).split()])
             try:
                 os.rmdir(os.path.dirname(d))
             except OSError:
