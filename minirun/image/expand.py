@@ -196,7 +196,8 @@ EXPANDERS = {
     "volume": _each, "workdir": _each, "arg": _each,
 }
 """RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK are left for the shell in the
-container. ONBUILD triggers expand when a child build runs them."""
+container. ONBUILD is stored raw; its trigger (ins.onbuild) expands by its
+own keyword's rule when a child build runs it."""
 
 
 class BuildScope:

@@ -178,10 +178,25 @@ def test_memory_limit_kills_with_137_and_oomkilled(mr):
 
 
 def test_limits_are_visible_inside(mr):
-    out = mr("run", "--rm", "-m", "64m", "--pids-limit", "20", "busybox", "sh", "-c",
-             "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+    from minirun.linux import cgroups
+    files = ("/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
+             if cgroups.detect().version == 1 else "/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
+    out = mr("run", "--rm", "-m", "64m", "--pids-limit", "20", "busybox", "cat", *files.split(),
              check=0).stdout.split()
     assert out == [str(64 << 20), "20"]
+
+
+def test_blkio_weight_where_the_host_allows_it(mr):
+    from minirun.linux import cgroups
+    cg = cgroups.detect()
+    supported = cg.version == 2 and "io" in cg.available() or cg.version == 1 and os.path.exists(
+        os.path.join(cg.mounts.get("blkio", "/nonexistent"), "blkio.weight"))
+    proc = mr("run", "--rm", "--blkio-weight", "500", "busybox", "true")
+    if supported:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 125 and "blkio.weight" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_fork_bomb_is_contained_by_pids_limit(mr):

@@ -82,6 +82,14 @@ def test_run_and_cmd_are_not_expanded_copy_sources_split():
     assert out[4] == ("copy", ["a", "b", "/d/"])
 
 
+def test_onbuild_triggers_expand_when_they_run_in_the_child():
+    parent = parse("FROM x\nONBUILD COPY $SRC /dst\n").instructions[1]
+    assert BuildScope().expand(parent) == []            # stored raw in the parent image
+    child = BuildScope()
+    child.start_stage(["SRC=app"])
+    assert child.expand(parent.onbuild) == ["app", "/dst"]
+
+
 def test_missing_required_variable_is_a_build_error_with_the_line():
     with pytest.raises(DockerfileError, match=r"Dockerfile:3: VERSION: set it with --build-arg"):
         run_scope("FROM x\nARG VERSION\nWORKDIR /${VERSION:?set it with --build-arg}\n")
