@@ -154,9 +154,14 @@ def ps(show_all, quiet):
         for row in rows:
             click.echo(row[0])
         return
-    click.echo(f"{'CONTAINER ID':<14}{'IMAGE':<16}{'COMMAND':<24}{'CREATED':<20}{'STATUS':<28}NAMES")
-    for cid, image, command, created, status, name in rows:
-        click.echo(f"{cid:<14}{image:<16}{command:<24}{created:<20}{status:<28}{name}")
+    table([("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")] + rows)
+
+
+def table(rows):
+    """Columns as wide as their widest cell, three spaces apart, as docker prints."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 @cli.command()
@@ -285,9 +290,7 @@ def top(container):
     """The processes running in a container."""
     require_root()
     from minirun.runtime import lifecycle
-    click.echo(f"{'PID':<8}{'UID':<8}{'TIME':<10}CMD")
-    for pid, uid, t, cmd in lifecycle.top(store(), container):
-        click.echo(f"{pid:<8}{uid:<8}{t:<10}{cmd}")
+    table([("PID", "UID", "TIME", "CMD")] + lifecycle.top(store(), container))
 
 
 @cli.command()
@@ -322,9 +325,7 @@ def images(quiet):
         for row in rows:
             click.echo(row[2])
         return
-    click.echo(f"{'REPOSITORY':<30} {'TAG':<12} {'IMAGE ID':<14} {'CREATED':<22} SIZE")
-    for repo, tag, short_id, created, size in rows:
-        click.echo(f"{repo:<30} {tag:<12} {short_id:<14} {created:<22} {size}")
+    table([("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")] + rows)
 
 
 @cli.group()
