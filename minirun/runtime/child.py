@@ -22,9 +22,10 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
 
 
-def child_main(spec: ContainerSpec, sock):
-    """Never returns: execs the container's program or exits with an error."""
-    _reporting_errors(sock, _start_container, spec, sock)
+def child_main(spec: ContainerSpec, sock, cgroup=None):
+    """Never returns: execs the container's program or exits with an error.
+    `cgroup` is the parent's cgroup driver, for mounting /sys/fs/cgroup."""
+    _reporting_errors(sock, _start_container, spec, sock, cgroup)
 
 
 def join_main(spec: ContainerSpec, process, pid, cgroup, sock):
@@ -51,7 +52,7 @@ def _reporting_errors(sock, fn, *args):
     os._exit(125)
 
 
-def _start_container(spec, sock):
+def _start_container(spec, sock, cgroup):
     # If minirun dies, the kernel kills us, and with PID 1 the whole namespace.
     caps.set_parent_death_signal(signal.SIGKILL)
     explain.keep_stderr()
@@ -78,7 +79,7 @@ def _start_container(spec, sock):
     fs.mount_overlay(spec.rootfs.layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir, rootfs)
     mount_volumes(spec, rootfs)
     mount_pseudo_filesystems(rootfs, privileged=spec.privileged)
-    mount_cgroupfs(rootfs, readonly=not spec.privileged)
+    mount_cgroupfs(rootfs, cgroup, readonly=not spec.privileged)
     if "uts" in spec.namespaces:
         process.set_hostname(spec.hostname)
     workdir = fs.secure_join(rootfs, spec.process.cwd)
@@ -192,11 +193,9 @@ def mount_pseudo_filesystems(rootfs, privileged):
     open(os.path.join(dev, "console"), "w").close()
 
 
-def mount_cgroupfs(rootfs, readonly):
+def mount_cgroupfs(rootfs, driver, readonly):
     """/sys/fs/cgroup as Docker gives it: the container's own cgroup as the
     root of each hierarchy (the cgroup namespace sees to that)."""
-    from minirun.linux import cgroups
-    driver = cgroups.detect()
     target = os.path.join(rootfs, "sys/fs/cgroup")
     if driver is None or not os.path.isdir(target):
         return

@@ -54,7 +54,7 @@ def launch(spec: ContainerSpec, cgroup=None):
             cgroup.destroy(spec.id)
             raise MinirunError(f"cgroup: {e}") from None
     parent_end, child_end = sync.channel()
-    pid = fork_into_new_pid_namespace(spec, parent_end, child_end)
+    pid = fork_into_new_pid_namespace(spec, parent_end, child_end, cgroup)
     child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
@@ -85,7 +85,7 @@ def finish(spec, cgroup):
     return oom
 
 
-def fork_into_new_pid_namespace(spec, parent_end, child_end):
+def fork_into_new_pid_namespace(spec, parent_end, child_end, cgroup=None):
     """Steps 2–4. unshare(CLONE_NEWPID) moves only the caller's future
     children, so the forked child is PID 1 there while minirun stays a host
     process that can waitpid() it directly."""
@@ -97,7 +97,7 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end):
     if pid == 0:
         parent_end.close()
         from minirun.runtime.child import child_main
-        child_main(spec, child_end)  # never returns
+        child_main(spec, child_end, cgroup)  # never returns
     if own_pidns is not None:
         setns(own_pidns, CLONE_NEWPID)
         os.close(own_pidns)
