@@ -81,21 +81,28 @@ def remove_bundle(bundle):
     shutil.rmtree(bundle, ignore_errors=True)
 
 
+def all_containers(store):
+    """[(id, bundle, state)] of every container, oldest first."""
+    out = []
+    try:
+        ids = os.listdir(store.containers)
+    except FileNotFoundError:
+        return out
+    for cid in ids:
+        bundle = os.path.join(store.containers, cid)
+        try:
+            out.append((cid, bundle, statefile.read(bundle)))
+        except (OSError, ValueError):
+            continue   # being created or removed right now
+    return sorted(out, key=lambda c: c[2].get("created", 0))
+
+
 def sweep_orphans(store):
     """Tell the truth about containers whose supervisor was killed (SIGKILL
     gives no chance to write it down): record them exited, remove their
     cgroups, and remove the `--rm` ones altogether."""
-    try:
-        ids = os.listdir(store.containers)
-    except FileNotFoundError:
-        return
     cgroup = None
-    for cid in ids:
-        bundle = os.path.join(store.containers, cid)
-        try:
-            state = statefile.read(bundle)
-        except (OSError, ValueError):
-            continue
+    for cid, bundle, state in all_containers(store):
         owner_gone = not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
         if state["status"] in ("running", "starting") and statefile.status(state)[0] == "exited" \
                 and owner_gone:

@@ -31,26 +31,10 @@ def cgroup_driver():
 
 # --- finding containers ---------------------------------------------------------
 
-def all_containers(store):
-    """[(id, bundle, state)] of every container, oldest first."""
-    out = []
-    try:
-        ids = os.listdir(store.containers)
-    except FileNotFoundError:
-        return out
-    for cid in ids:
-        bundle = os.path.join(store.containers, cid)
-        try:
-            out.append((cid, bundle, statefile.read(bundle)))
-        except (OSError, ValueError):
-            continue
-    return sorted(out, key=lambda c: c[2].get("created", 0))
-
-
 def resolve(store, ref):
     """A full id, a name or a unique id prefix → (id, bundle, state)."""
     matches = []
-    for cid, bundle, st in all_containers(store):
+    for cid, bundle, st in container.all_containers(store):
         if ref in (cid, st.get("name")):
             return cid, bundle, st
         if cid.startswith(ref):
@@ -73,7 +57,8 @@ def create(store, image_ref, opts):
     spec = build_spec(opts, image, cid, os.path.join(store.containers, cid))
     container.sweep_orphans(store)
     with store.lock():
-        if spec.name and any(st.get("name") == spec.name for _, _, st in all_containers(store)):
+        if spec.name and any(st.get("name") == spec.name
+                             for _, _, st in container.all_containers(store)):
             raise UsageError(f'the container name "{spec.name}" is already in use: '
                              f"remove that container or choose another name")
         container.create_bundle(store, spec, {
@@ -236,7 +221,7 @@ def remove(store, ref, force=False):
 
 def prune(store):
     container.sweep_orphans(store)
-    return [remove(store, cid) for cid, _, st in all_containers(store)
+    return [remove(store, cid) for cid, _, st in container.all_containers(store)
             if statefile.status(st)[0] in ("exited", "created")]
 
 
@@ -246,7 +231,7 @@ def ps_rows(store, show_all=False):
     """(id, image, command, created, status, names) as `docker ps` shows them."""
     container.sweep_orphans(store)
     rows = []
-    for cid, _, st in reversed(all_containers(store)):
+    for cid, _, st in reversed(container.all_containers(store)):
         status, code = statefile.status(st)
         if status != "running" and not show_all:
             continue
@@ -357,7 +342,7 @@ def top(store, ref):
 def stats(store, refs=(), interval=0.5):
     """(id, name, cpu %, memory, limit, pids) of running containers, sampled over `interval`."""
     targets = [resolve(store, r) for r in refs] if refs else [
-        c for c in all_containers(store) if statefile.status(c[2])[0] == "running"]
+        c for c in container.all_containers(store) if statefile.status(c[2])[0] == "running"]
     cgroup = cgroup_driver()
     first = {cid: cgroup.stats(cid) for cid, _, _ in targets}
     t0 = time.monotonic()
