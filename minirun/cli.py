@@ -50,7 +50,12 @@ RUN_OPTIONS = [
     click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)."),
     click.option("--privileged", is_flag=True, help="All capabilities, no masked or read-only paths."),
     click.option("--init", is_flag=True, help="Run a reaping, signal-forwarding init as PID 1."),
-    click.option("--network", default="none", show_default=True, help="Network mode: none."),
+    click.option("--network", default="bridge", show_default=True,
+                 help="bridge, none, host, container:ID, or a network's name."),
+    click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CTR[/PROTO]",
+                 help="Publish a container's port on the host."),
+    click.option("--dns", multiple=True, metavar="IP", help="A DNS server for /etc/resolv.conf."),
+    click.option("--add-host", multiple=True, metavar="NAME:IP", help="An extra /etc/hosts line."),
     click.option("-m", "--memory", help="Memory limit (64m, 1g...)."),
     click.option("--memory-swap", help="Memory + swap limit; -1 for unlimited swap."),
     click.option("--cpus", help="CPUs, e.g. 0.5 for half a core."),
@@ -78,6 +83,7 @@ def make_options(command, flags):
         tmpfs=list(flags["tmpfs"]), read_only=flags["read_only"], cap_add=list(flags["cap_add"]),
         cap_drop=list(flags["cap_drop"]), privileged=flags["privileged"], tty=flags["tty"],
         interactive=flags["interactive"], init=flags["init"], network=flags["network"],
+        publish=list(flags["publish"]), dns=list(flags["dns"]), add_hosts=list(flags["add_host"]),
         rm=flags["rm"], memory=flags["memory"], memory_swap=flags["memory_swap"], cpus=flags["cpus"],
         cpu_shares=flags["cpu_shares"], cpuset_cpus=flags["cpuset_cpus"],
         pids_limit=flags["pids_limit"], blkio_weight=flags["blkio_weight"])
@@ -282,6 +288,72 @@ def container_prune():
     from minirun.runtime import lifecycle
     for cid in lifecycle.prune(store()):
         click.echo(f"deleted {cid}")
+
+
+@cli.command()
+@click.argument("container")
+def port(container):
+    """The container's published ports."""
+    require_root()
+    from minirun.runtime import lifecycle
+    for mapping in lifecycle.ports(store(), container):
+        click.echo(str(mapping))
+
+
+@cli.group()
+def network():
+    """Manage networks."""
+
+
+@network.command("create")
+@click.option("--subnet", help="CIDR, e.g. 10.201.7.0/24 (default: a free /24).")
+@click.argument("name")
+def network_create(name, subnet):
+    """Create a bridge network."""
+    require_root()
+    from minirun.network.networks import Networks
+    click.echo(Networks(store().root).create(name, subnet).id)
+
+
+@network.command("ls")
+def network_ls():
+    """List networks."""
+    require_root()
+    from minirun.network.networks import Networks
+    nets = Networks(store().root)
+    nets.get("bridge")
+    table([("NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE")] +
+          [(n.id[:12], n.name, "bridge", n.subnet, n.bridge) for n in nets.all()])
+
+
+@network.command("rm")
+@click.argument("names", nargs=-1, required=True)
+def network_rm(names):
+    """Remove networks no container uses."""
+    require_root()
+    from minirun.network import connect
+    for name in names:
+        connect.remove_network(store().root, name)
+        click.echo(name)
+
+
+@network.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+def network_inspect(names):
+    """Show networks and their containers (JSON)."""
+    require_root()
+    import json
+    from minirun.network import connect
+    click.echo(json.dumps([connect.inspect(store().root, n) for n in names], indent=4))
+
+
+@network.command("prune")
+def network_prune():
+    """Remove unused user networks, and bridges nobody is plugged into."""
+    require_root()
+    from minirun.network import connect
+    for name in connect.prune(store().root):
+        click.echo(f"deleted {name}")
 
 
 @cli.command()

@@ -1,7 +1,7 @@
 """Fixtures shared by the whole suite, and the leak check every test passes.
 
 The leak check snapshots what a container could leave on the host — mounts,
-cgroups, network devices, processes in other PID namespaces — before each
+cgroups, network devices, netfilter rules, processes in other PID namespaces — before each
 test and fails the test if anything new remains after it.
 """
 import os
@@ -38,6 +38,17 @@ def net_devices():
     return set(os.listdir("/sys/class/net"))
 
 
+def netfilter_rules():
+    """minirun's nftables rules, by chain, handle and owner."""
+    done = subprocess.run(["nft", "-j", "list", "table", "ip", "minirun"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return set()
+    import json
+    return {f"{r['rule']['chain']}#{r['rule']['handle']} {r['rule'].get('comment', '')}"
+            for r in json.loads(done.stdout)["nftables"] if "rule" in r}
+
+
 def foreign_pid_ns_processes():
     """Processes whose PID namespace is not ours: container processes."""
     ours = os.readlink("/proc/self/ns/pid")
@@ -54,6 +65,7 @@ def foreign_pid_ns_processes():
 
 def snapshot():
     return {"mounts": mounts(), "cgroups": cgroups(), "network devices": net_devices(),
+            "netfilter rules": netfilter_rules(),
             "processes in other PID namespaces": foreign_pid_ns_processes()}
 
 

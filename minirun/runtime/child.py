@@ -58,7 +58,12 @@ def _start_container(spec, sock, cgroup):
     explain.keep_stderr()
     stdin = os.open("/dev/null", os.O_RDONLY) if not spec.process.stdin else None
 
-    # 1. New namespaces (pid was arranged by the parent before the fork).
+    # 1. Namespaces: join those given by path (--network container:ID), then
+    # make the new ones (pid was arranged by the parent before the fork).
+    for ns, path in spec.namespace_paths.items():
+        fd = os.open(path, os.O_RDONLY)
+        setns(fd, NAMESPACE_FLAGS[ns])
+        os.close(fd)
     flags = 0
     for ns in spec.namespaces:
         if ns not in ("pid", "cgroup"):

@@ -48,36 +48,66 @@ def etc_file_paths(bundle):
     return {target: os.path.join(bundle, os.path.basename(target)) for target in ETC_FILES}
 
 
-def write_etc_files(bundle, hostname, extra_hosts=()):
+def write_etc_files(bundle, hostname, host_lines=(), dns=(), keep_loopback_dns=False):
     """Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container."""
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             *extra_hosts]
-    content = {
-        "/etc/hostname": hostname + "\n",
-        "/etc/hosts": "\n".join(hosts) + "\n",
-        "/etc/resolv.conf": host_resolv_conf(),
-    }
-    for target, path in etc_file_paths(bundle).items():
-        with open(path, "w") as f:
-            f.write(content[target])
+    files = etc_file_paths(bundle)
+    with open(files["/etc/hostname"], "w") as f:
+        f.write(hostname + "\n")
+    with open(files["/etc/resolv.conf"], "w") as f:
+        f.write(resolv_conf(dns, keep_loopback_dns))
+    write_hosts(bundle, host_lines)
 
 
-def host_resolv_conf():
+def write_hosts(bundle, lines):
+    """/etc/hosts, rewritten in place: it is bind-mounted into a running
+    container, and a new file (rename) would not reach it there."""
+    try:
+        with open(os.path.join(bundle, "hosts"), "w") as f:
+            f.write("\n".join(["127.0.0.1\tlocalhost",
+                               "::1\tlocalhost ip6-localhost ip6-loopback", *lines]) + "\n")
+    except FileNotFoundError:      # the bundle is not there (yet, or any more)
+        pass
+
+
+def host_hosts_lines():
+    """The host's /etc/hosts, for a container on the host's network."""
+    try:
+        with open("/etc/hosts") as f:
+            return [line for line in f.read().splitlines() if line.strip()]
+    except OSError:
+        return []
+
+
+def resolv_conf(dns=(), keep_loopback=False):
     """The host's resolv.conf minus loopback resolvers, which would mean the
-    container's own loopback, where nothing listens (Docker does the same)."""
+    container's own loopback, where nothing listens (Docker does the same;
+    with the host's network they stay); --dns servers replace the host's."""
     try:
         with open("/etc/resolv.conf") as f:
             lines = f.read().splitlines()
     except OSError:
-        return ""
-    keep = [line for line in lines
-            if not (line.split()[:1] == ["nameserver"] and len(line.split()) > 1
-                    and (line.split()[1].startswith("127.") or line.split()[1] == "::1"))]
-    return "\n".join(keep) + "\n"
+        lines = []
+    def nameserver(line):
+        words = line.split()
+        return words[1] if len(words) > 1 and words[0] == "nameserver" else None
+    keep = [line for line in lines if nameserver(line) is None
+            or not (dns or not keep_loopback and (nameserver(line).startswith("127.")
+                                                   or nameserver(line) == "::1"))]
+    return "\n".join(keep + [f"nameserver {ip}" for ip in dns]) + "\n"
 
 
-def remove_bundle(bundle):
+def remove_bundle(bundle, spec=None):
+    """The container goes, with what it holds outside its directory: its
+    address lease and published ports (and the bridge, if it was the last)."""
     import shutil
+    if spec is None:
+        try:
+            spec = load_spec(bundle)
+        except (OSError, ValueError):
+            spec = None
+    if spec is not None and spec.attachment is not None:
+        from minirun.network.connect import disconnect
+        disconnect(os.path.dirname(os.path.dirname(bundle)), spec.id, spec.attachment)
     shutil.rmtree(bundle, ignore_errors=True)
 
 

@@ -51,21 +51,79 @@ def resolve(store, ref):
 def create(store, image_ref, opts):
     """Prepare a container from RunOptions; returns its id. Every check
     happens before the disk changes."""
-    from minirun.runtime.options import build_spec
+    from minirun.runtime.options import build_spec, parse_add_host, parse_network_requests
     image = load_image(store, image_ref)
     cid = container.new_id()
     spec = build_spec(opts, image, cid, os.path.join(store.containers, cid))
+    ports, dns = parse_network_requests(opts)
+    network = _network_of(store, spec)
+    extra_hosts = [parse_add_host(h, network and network.gateway) for h in opts.add_hosts]
     container.sweep_orphans(store)
     with store.lock():
         if spec.name and any(st.get("name") == spec.name
                              for _, _, st in container.all_containers(store)):
             raise UsageError(f'the container name "{spec.name}" is already in use: '
                              f"remove that container or choose another name")
-        container.create_bundle(store, spec, {
-            "name": spec.name, "image": image_ref, "image_id": image.id,
-            "command": spec.process.args, "auto_remove": opts.rm})
-    container.write_etc_files(spec.bundle, spec.hostname)
+        if network is not None:
+            from minirun.network.connect import connect
+            connect(store.root, spec, ports, extra_hosts)
+        try:
+            container.create_bundle(store, spec, {
+                "name": spec.name, "image": image_ref, "image_id": image.id,
+                "command": spec.process.args, "auto_remove": opts.rm})
+        except BaseException:
+            container.remove_bundle(spec.bundle, spec)
+            raise
+    _write_etc_files(store, spec, extra_hosts, dns)
     return cid
+
+
+def _network_of(store, spec):
+    """The bridge network the container joins, or None; container:REF is
+    resolved here to the other container's id and /etc files."""
+    if spec.network in ("none", "host"):
+        return None
+    if spec.network.startswith("container:"):
+        other, bundle, _ = resolve(store, spec.network.partition(":")[2])
+        spec.network = "container:" + other
+        spec.hostname = container.load_spec(bundle).hostname
+        spec.etc_files = container.etc_file_paths(bundle)
+        return None
+    from minirun.network.networks import Networks
+    return Networks(store.root).get(spec.network)
+
+
+def _write_etc_files(store, spec, extra_hosts, dns):
+    if spec.network.startswith("container:"):
+        return                     # it uses the other container's files
+    if spec.attachment is not None:
+        from minirun.network.connect import refresh_hosts
+        container.write_etc_files(spec.bundle, spec.hostname, dns=dns)
+        refresh_hosts(store.root, spec.attachment.network,
+                      only=None if spec.attachment.network != "bridge" else spec.id)
+        return
+    lines = [f"{ip}\t{name}" for name, ip in extra_hosts]
+    if spec.network == "host":
+        lines += container.host_hosts_lines()
+    container.write_etc_files(spec.bundle, spec.hostname, lines, dns,
+                              keep_loopback_dns=spec.network == "host")
+
+
+def prepare_start(store_root, spec):
+    """Resolve what can change between create and start: the namespace of
+    the container whose network this one shares must be joined afresh."""
+    if spec.network.startswith("container:"):
+        other = spec.network.partition(":")[2]
+        bundle = os.path.join(store_root, "containers", other)
+        try:
+            st = statefile.read(bundle)
+        except FileNotFoundError:
+            raise MinirunError(f"cannot join the network of container {other[:12]}: "
+                               f"it was removed") from None
+        if statefile.status(st)[0] != "running":
+            raise MinirunError(f"cannot join the network of container {other[:12]}: "
+                               f"it is not running")
+        spec.namespace_paths = {"net": f"/proc/{st['pid']}/ns/net"}
 
 
 def _claim(bundle, cid):
@@ -99,6 +157,7 @@ def start_attached(store, cid):
     from minirun.runtime.start import hold_signals, launch, release_signals, supervise
     bundle = os.path.join(store.containers, cid)
     spec = container.load_spec(bundle)
+    prepare_start(store.root, spec)
     _claim(bundle, cid)
     cgroup = cgroup_driver()
     hold_signals()
@@ -280,10 +339,30 @@ def inspect(store, ref):
                        "CapAdd": None, "AutoRemove": bool(st.get("auto_remove"))},
         "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly}
                    for m in spec.mounts],
+        "NetworkSettings": _network_settings(spec),
         "GraphDriver": {"Name": "overlay2", "Data": {
             "LowerDir": ":".join(spec.rootfs.layers[::-1]), "UpperDir": spec.rootfs.upperdir,
             "WorkDir": spec.rootfs.workdir}},
     }
+
+
+def ports(store, ref):
+    _, bundle, _ = resolve(store, ref)
+    spec = container.load_spec(bundle)
+    return spec.attachment.ports if spec.attachment else []
+
+
+def _network_settings(spec):
+    a = spec.attachment
+    if a is None:
+        return {"Networks": {spec.network: {}}, "Ports": {}}
+    ports = {}
+    for p in a.ports:
+        ports.setdefault(f"{p.container_port}/{p.proto}", []).append(
+            {"HostIp": p.host_ip, "HostPort": str(p.host_port)})
+    return {"IPAddress": a.address, "Gateway": a.gateway, "IPPrefixLen": a.prefixlen,
+            "Ports": ports, "Networks": {a.network: {"IPAddress": a.address, "Gateway": a.gateway,
+                                                      "IPPrefixLen": a.prefixlen}}}
 
 
 def log_entries(store, ref, follow=False, tail=None):

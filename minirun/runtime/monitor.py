@@ -32,6 +32,10 @@ def main(root, cid, report_fd):
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     bundle = os.path.join(Store(root).containers, cid)
     spec = container.load_spec(bundle)
+    try:
+        lifecycle.prepare_start(root, spec)
+    except MinirunError as e:
+        return _report(report_fd, f"error 125 {e}")
     lifecycle._claim(bundle, cid)
     devnull = os.open("/dev/null", os.O_RDWR)
     out_r, out_w = os.pipe()

@@ -39,7 +39,10 @@ class RunOptions:
     tty: bool = False
     interactive: bool = False
     init: bool = False
-    network: str = "none"
+    network: str = "bridge"
+    publish: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
     rm: bool = False
     memory: str | None = None
     memory_swap: str | None = None
@@ -203,13 +206,60 @@ def process_args(opts, config):
     return args
 
 
+def network_namespaces(opts):
+    """--network's modes: the namespaces to create, and the hostname implied.
+    host and container:ID join a network namespace instead of making one."""
+    mode = opts.network
+    if mode == "host" or mode.startswith("container:"):
+        if opts.publish:
+            raise UsageError(f"-p needs a bridge network, not --network {mode}")
+        if mode == "host":
+            import socket
+            return tuple(ns for ns in DEFAULT_NAMESPACES if ns != "net"), socket.gethostname()
+        if not mode.partition(":")[2]:
+            raise UsageError("--network container: give the container's name or id")
+        return tuple(ns for ns in DEFAULT_NAMESPACES if ns != "net"), None
+    if mode == "none" and opts.publish:
+        raise UsageError("-p needs a bridge network, not --network none")
+    return DEFAULT_NAMESPACES, None
+
+
+def parse_network_requests(opts):
+    """-p and --dns, checked: (ports, dns servers)."""
+    import ipaddress
+    from minirun.network.networks import parse_port
+    ports = [parse_port(p) for p in opts.publish]
+    for ip in opts.dns:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise UsageError(f"--dns {ip}: not an IP address") from None
+    return ports, list(opts.dns)
+
+
+def parse_add_host(text, gateway=None):
+    """--add-host NAME:IP (IP may be `host-gateway`, the bridge's address)."""
+    import ipaddress
+    name, sep, ip = text.partition(":")
+    if not sep or not name:
+        raise UsageError(f"--add-host {text}: expected NAME:IP")
+    if ip == "host-gateway":
+        if gateway is None:
+            raise UsageError(f"--add-host {text}: host-gateway needs a bridge network")
+        ip = gateway
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise UsageError(f"--add-host {text}: {ip!r} is not an IP address") from None
+    return name, ip
+
+
 def build_spec(opts: RunOptions, image: Image, container_id, bundle):
     config = image.config.get("config") or {}
     if opts.name is not None and not NAME_RE.match(opts.name):
         raise UsageError(f"invalid container name {opts.name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-    if opts.network != "none":
-        raise UsageError(f"--network {opts.network}: only 'none' is supported so far")
-    hostname = opts.hostname or container_id[:12]
+    namespaces, hostname = network_namespaces(opts)
+    hostname = opts.hostname or hostname or container_id[:12]
     user = resolve_user(opts.user or config.get("User") or "", image.layer_dirs)
 
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
@@ -238,7 +288,7 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
         process=Process(args=process_args(opts, config), env=env, cwd=workdir, user=user,
                         tty=opts.tty, stdin=opts.interactive, init=opts.init),
         hostname=hostname,
-        namespaces=DEFAULT_NAMESPACES,
+        namespaces=namespaces,
         network=opts.network,
         mounts=mounts,
         etc_files=etc_file_paths(bundle),

@@ -83,6 +83,30 @@ class Resources:
 
 
 @dataclass
+class Port:
+    """-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]: a published port."""
+    host_ip: str
+    host_port: int
+    container_port: int
+    proto: str = "tcp"
+
+    def __str__(self):
+        return f"{self.container_port}/{self.proto} -> {self.host_ip}:{self.host_port}"
+
+
+@dataclass
+class NetworkAttachment:
+    """A place on a bridge network: what the parent wires up at start."""
+    network: str           # "bridge" or a user network's name
+    bridge: str            # the host's bridge device, e.g. minirun0
+    subnet: str
+    gateway: str
+    address: str           # the container's eth0 address, leased at create
+    prefixlen: int
+    ports: list[Port] = field(default_factory=list)
+
+
+@dataclass
 class ContainerSpec:
     id: str
     rootfs: Rootfs
@@ -91,7 +115,9 @@ class ContainerSpec:
     bundle: str                      # the container's directory on the host
     name: str = ""
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
-    network: str = "none"
+    network: str = "none"            # none, host, container:<id>, or a network's name
+    attachment: NetworkAttachment | None = None
+    namespace_paths: dict[str, str] = field(default_factory=dict)  # join, don't create
     mounts: list[Mount] = field(default_factory=list)
     etc_files: dict[str, str] = field(default_factory=dict)   # /etc/hosts → host file
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
@@ -117,6 +143,10 @@ def spec_from_dict(d):
     d["process"] = Process(**process)
     d["mounts"] = [Mount(**m) for m in d["mounts"]]
     d["resources"] = Resources(**d["resources"])
+    if d.get("attachment"):
+        a = dict(d["attachment"])
+        a["ports"] = [Port(**p) for p in a["ports"]]
+        d["attachment"] = NetworkAttachment(**a)
     for key in ("namespaces", "capabilities", "masked_paths", "readonly_paths"):
         d[key] = tuple(d[key])
     return ContainerSpec(**d)

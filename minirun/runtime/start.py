@@ -6,7 +6,8 @@ bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
     2. unshare(PID)   the parent's *next child* will be PID 1 of a new PID namespace
     3. fork           the child runs child.child_main(); it never returns
     4. setns(PID)     the parent's later children are born on the host again
-    5. NAMESPACES_READY → put the child in its cgroup (network: later) → CONTINUE
+    5. NAMESPACES_READY → put the child in its cgroup, wire its network
+                          (bridge, veth, address, ports) → CONTINUE
     6. PTY_MASTER     with -t, the child sends the terminal's master side
     7. end-of-file    the child's execve succeeded: the container runs
     8. supervise      forward signals, relay the terminal, waitpid(2)
@@ -60,6 +61,9 @@ def launch(spec: ContainerSpec, cgroup=None):
         sync.expect(parent_end, sync.NAMESPACES_READY)
         if cgroup is not None:
             cgroup.add(spec.id, pid)
+        if spec.attachment is not None:
+            from minirun.network.connect import wire
+            wire(spec, pid)
         sync.send(parent_end, sync.CONTINUE)
         master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
         sync.expect_exec(parent_end)

@@ -1,0 +1,1 @@
+"""Container networking: networks and address leases, bridges and veths, ports."""

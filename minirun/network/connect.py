@@ -1,0 +1,100 @@
+"""A container's place on a network, from `create` to `rm`:
+
+    connect()     at create: lease an address (ports checked), fill in the
+                  spec's NetworkAttachment, and on a user network tell every
+                  container there about the newcomer in its /etc/hosts
+    wire()        at each start, parent side: bridge, veth, address, ports
+    disconnect()  at rm: address back to the pool, rules gone, peers told,
+                  and the bridge removed when nobody is left on it
+"""
+import os
+
+from minirun.network.networks import DEFAULT, Networks
+from minirun.runtime.spec import NetworkAttachment
+
+
+def connect(store_root, spec, ports, extra_hosts):
+    nets = Networks(store_root)
+    net = nets.get(spec.network)
+    address = nets.allocate(net, spec.id, spec.name, spec.hostname, ports, extra_hosts)
+    spec.attachment = NetworkAttachment(
+        network=net.name, bridge=net.bridge, subnet=net.subnet, gateway=net.gateway,
+        address=address, prefixlen=net.prefixlen, ports=list(ports))
+    return net
+
+
+def wire(spec, pid):
+    from minirun.network import bridge
+    bridge.attach(spec.attachment, spec.id, pid)
+
+
+def disconnect(store_root, container_id, attachment):
+    from minirun.network import bridge
+    nets = Networks(store_root)
+    bridge.remove_veth(container_id)
+    if attachment.ports:
+        bridge.unpublish_ports(container_id)
+    nets.release(container_id)
+    with nets.lock():
+        if not nets.leases(attachment.network):
+            bridge.remove_bridge_if_unused(attachment.bridge)
+    if attachment.network != DEFAULT:
+        refresh_hosts(store_root, attachment.network)
+
+
+def host_lines(lease, peers=()):
+    """/etc/hosts lines beyond localhost: --add-host entries, the container's
+    own address and names, and its peers' names."""
+    lines = [f"{ip}\t{name}" for name, ip in lease["extra_hosts"]]
+    own = [lease["hostname"], lease["name"]] if lease["name"] else [lease["hostname"]]
+    lines.append(f"{lease['address']}\t{' '.join(dict.fromkeys(own))}")
+    return lines + [f"{peer['address']}\t{peer['name']}" for peer in peers
+                    if peer["container"] != lease["container"] and peer["name"]]
+
+
+def refresh_hosts(store_root, network, only=None):
+    """Rewrite the /etc/hosts of the containers on a network (or just `only`).
+    Docker's default bridge gives no names to its containers; user networks
+    do, so there every container lists its peers."""
+    from minirun.runtime import container
+    leases = Networks(store_root).leases(network)
+    peers = leases if network != DEFAULT else ()
+    for lease in leases:
+        if only in (None, lease["container"]):
+            bundle = os.path.join(store_root, "containers", lease["container"])
+            container.write_hosts(bundle, host_lines(lease, peers))
+
+
+def remove_network(store_root, name):
+    from minirun.network import bridge
+    nets = Networks(store_root)
+    net = nets.remove(name)
+    with nets.lock():
+        bridge.remove_bridge_if_unused(net.bridge)
+
+
+def prune(store_root):
+    """Remove user networks without containers, and unused bridges."""
+    from minirun.network import bridge
+    nets = Networks(store_root)
+    removed = []
+    for net in nets.all():
+        if nets.leases(net.name):
+            continue
+        if net.name != DEFAULT:
+            remove_network(store_root, net.name)
+            removed.append(net.name)
+        else:
+            with nets.lock():
+                bridge.remove_bridge_if_unused(net.bridge)
+    return removed
+
+
+def inspect(store_root, name):
+    net = Networks(store_root).get(name)
+    return {"Name": net.name, "Id": net.id, "Driver": "bridge",
+            "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "Options": {"com.docker.network.bridge.name": net.bridge},
+            "Containers": {lease["container"]: {"Name": lease["name"],
+                                                "IPv4Address": f"{lease['address']}/{net.prefixlen}"}
+                           for lease in Networks(store_root).leases(name)}}

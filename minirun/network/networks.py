@@ -1,0 +1,273 @@
+"""Networks and their address leases, on disk under the store root:
+
+    networks/<name>.json            {"name", "id", "subnet", "gateway", "bridge", "created"}
+    networks/<name>.leases/<ip>     an address in use: {"container", "name", "hostname",
+                                    "ports", "extra_hosts"}
+    networks/.lock                  flock(2), held while leases or networks change
+
+The default network, `bridge`, is defined on first use, on the bridge
+`minirun0`, with the subnet MINIRUN_BRIDGE_SUBNET (default 10.200.0.0/16).
+A lease file is created with O_EXCL while the lock is held: two `run`s at the
+same moment never get the same address, and `rm` gives it back.
+"""
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from minirun.errors import MinirunError, UsageError
+from minirun.image.store import write_atomic
+from minirun.runtime.spec import Port
+
+DEFAULT = "bridge"
+DEFAULT_BRIDGE = "minirun0"
+DEFAULT_SUBNET = "10.200.0.0/16"
+USER_SUBNETS = "10.201.0.0/16"     # user networks get a /24 from here unless --subnet
+MODES = ("none", "host")           # besides networks' names and container:ID
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+class NetworkNotFound(MinirunError):
+    pass
+
+
+@dataclass
+class Network:
+    name: str
+    id: str
+    subnet: str
+    gateway: str
+    bridge: str
+    created: float
+
+    @property
+    def prefixlen(self):
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+
+def parse_port(text):
+    """-p's forms, Docker's spelling; a malformed one is a UsageError."""
+    bad = UsageError(f"-p {text}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise bad
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 2:
+        host_ip, (host_port, ctr_port) = "0.0.0.0", parts
+    elif len(parts) == 3:
+        host_ip, host_port, ctr_port = parts
+        try:
+            ipaddress.IPv4Address(host_ip)
+        except ValueError:
+            raise bad from None
+    else:
+        raise bad
+    ports = []
+    for value in (host_port, ctr_port):
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise bad
+        ports.append(int(value))
+    return Port(host_ip, ports[0], ports[1], proto)
+
+
+class Networks:
+    def __init__(self, store_root):
+        self.dir = os.path.join(store_root, "networks")
+
+    @contextmanager
+    def lock(self):
+        os.makedirs(self.dir, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _path(self, name):
+        return os.path.join(self.dir, name + ".json")
+
+    def _leases_dir(self, name):
+        return os.path.join(self.dir, name + ".leases")
+
+    # --- definitions ---------------------------------------------------------------
+
+    def names(self):
+        try:
+            return sorted(f[:-5] for f in os.listdir(self.dir) if f.endswith(".json"))
+        except FileNotFoundError:
+            return []
+
+    def get(self, name):
+        """The network called `name`; the default one is defined on first use."""
+        try:
+            with open(self._path(name)) as f:
+                return Network(**json.load(f))
+        except FileNotFoundError:
+            if name == DEFAULT:
+                with self.lock():
+                    if not os.path.exists(self._path(name)):
+                        subnet = os.environ.get("MINIRUN_BRIDGE_SUBNET", DEFAULT_SUBNET)
+                        return self._define(DEFAULT, subnet, DEFAULT_BRIDGE)
+                return self.get(name)
+            raise NetworkNotFound(f"network {name} not found: see `minirun network ls`") from None
+
+    def all(self):
+        return [self.get(name) for name in self.names()]
+
+    def create(self, name, subnet=None):
+        if not NAME_RE.match(name) or name in MODES or name == DEFAULT:
+            raise UsageError(f"invalid network name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, "
+                             f"not {DEFAULT}, none or host")
+        with self.lock():
+            if os.path.exists(self._path(name)):
+                raise UsageError(f"network with name {name} already exists")
+            if subnet is None:
+                subnet = self._free_subnet()
+            net = self._define(name, subnet, None)
+        return net
+
+    def _define(self, name, subnet, bridge):
+        try:
+            network = ipaddress.IPv4Network(subnet)
+        except ValueError as e:
+            raise UsageError(f"invalid subnet {subnet}: {e}") from None
+        if network.prefixlen > 30:
+            raise UsageError(f"subnet {subnet} is too small: at most /30")
+        for other, used in self._subnets_in_use():
+            if network.overlaps(used):
+                raise UsageError(f"subnet {subnet} overlaps {used} of {other}")
+        net_id = os.urandom(32).hex()
+        net = Network(name=name, id=net_id, subnet=str(network),
+                      gateway=str(next(network.hosts())),
+                      bridge=bridge or "mr-" + net_id[:12], created=time.time())
+        os.makedirs(self.dir, exist_ok=True)
+        write_atomic(self._path(name), json.dumps(net.__dict__, indent=1))
+        return net
+
+    def _subnets_in_use(self):
+        """Our networks' subnets, and the routes of the host's other interfaces."""
+        ours = [(n.name, ipaddress.IPv4Network(n.subnet)) for n in self.all()
+                if os.path.exists(self._path(n.name))]
+        bridges = {n.bridge for n in self.all()} | {DEFAULT_BRIDGE}  # minirun0 is ours
+        return ours + [(f"the host's {dev}", net) for dev, net in host_routes()
+                       if dev not in bridges]
+
+    def _free_subnet(self):
+        used = [net for _, net in self._subnets_in_use()]
+        for candidate in ipaddress.IPv4Network(USER_SUBNETS).subnets(new_prefix=24):
+            if not any(candidate.overlaps(u) for u in used):
+                return str(candidate)
+        raise MinirunError(f"no free /24 left in {USER_SUBNETS}: give --subnet")
+
+    def remove(self, name):
+        if name == DEFAULT:
+            raise UsageError(f"{DEFAULT} is the default network and cannot be removed")
+        net = self.get(name)
+        with self.lock():
+            users = self.leases(name)
+            if users:
+                raise UsageError(f"network {name} is in use by container "
+                                 f"{users[0]['container'][:12]}: remove it first")
+            os.unlink(self._path(name))
+            _rmdir(self._leases_dir(name))
+        return net
+
+    # --- leases --------------------------------------------------------------------
+
+    def leases(self, name):
+        """Every lease of the network: its file's JSON plus "address"."""
+        out = []
+        d = self._leases_dir(name)
+        try:
+            entries = os.listdir(d)
+        except FileNotFoundError:
+            return out
+        for address in entries:
+            try:
+                with open(os.path.join(d, address)) as f:
+                    out.append(dict(json.load(f), address=address))
+            except (OSError, ValueError):
+                continue      # being written or removed right now
+        return out
+
+    def allocate(self, net, container_id, name, hostname, ports, extra_hosts=()):
+        """Lease the lowest free address of `net` for the container, after
+        checking that none of its ports is published already."""
+        with self.lock():
+            check_ports_free(ports, [(lease, Port(**p)) for n in self.names()
+                                     for lease in self.leases(n) for p in lease["ports"]])
+            d = self._leases_dir(net.name)
+            os.makedirs(d, exist_ok=True)
+            taken = set(os.listdir(d)) | {net.gateway}
+            record = json.dumps({"container": container_id, "name": name, "hostname": hostname,
+                                 "ports": [p.__dict__ for p in ports],
+                                 "extra_hosts": list(extra_hosts)})
+            for address in ipaddress.IPv4Network(net.subnet).hosts():
+                if str(address) in taken:
+                    continue
+                fd = os.open(os.path.join(d, str(address)), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(record)
+                return str(address)
+        raise MinirunError(f"network {net.name}: no free address left in {net.subnet}")
+
+    def release(self, container_id):
+        """Give back every address the container holds; the networks it was on."""
+        left = []
+        with self.lock():
+            for name in self.names():
+                for lease in self.leases(name):
+                    if lease["container"] == container_id:
+                        os.unlink(os.path.join(self._leases_dir(name), lease["address"]))
+                        left.append(name)
+        return left
+
+
+def check_ports_free(wanted, published):
+    """Refuse a host port that is published already, by us or by a listening
+    host process (which the DNAT rule would silently hide)."""
+    for p in wanted:
+        for lease, q in published:
+            same_port = (p.proto, p.host_port) == (q.proto, q.host_port)
+            if same_port and (p.host_ip == q.host_ip or "0.0.0.0" in (p.host_ip, q.host_ip)):
+                raise UsageError(f"-p {p.host_ip}:{p.host_port}/{p.proto}: port is already "
+                                 f"published by container {lease['container'][:12]}")
+        kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((p.host_ip, p.host_port))
+            except OSError as e:
+                raise UsageError(f"-p {p.host_ip}:{p.host_port}/{p.proto}: "
+                                 f"{e.strerror.lower()}") from None
+
+
+def host_routes():
+    """[(device, network)] from /proc/net/route, the default route left out."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return out
+    for line in lines:
+        dev, dest, _, _, _, _, _, mask = line.split()[:8]
+        if int(mask, 16) == 0:
+            continue
+        to_ip = lambda h: socket.inet_ntoa(int(h, 16).to_bytes(4, "little"))
+        out.append((dev, ipaddress.IPv4Network(f"{to_ip(dest)}/{to_ip(mask)}", strict=False)))
+    return out
+
+
+def _rmdir(path):
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
