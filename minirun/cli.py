@@ -349,7 +349,7 @@ def network_inspect(names):
 
 @network.command("prune")
 def network_prune():
-    """Remove unused user networks, and bridges nobody is plugged into."""
+    """Remove user networks no container uses, and unused bridges."""
     require_root()
     from minirun.network import connect
     for name in connect.prune(store().root):

@@ -6,17 +6,32 @@ import subprocess
 import sys
 import time
 
-from benchlib import bench_store, runc_bundle
+from benchlib import bench_store, docker_image, runc_bundle
 
 n = int(sys.argv[1])
 work, root, minirun = bench_store()
+image = None
+# "bridge": each run is minirun0's only user, so it makes the bridge and its
+# rules and removes them at exit, as the last user does. "bridge in use": a
+# network another container keeps up, the usual case once anything runs.
+subprocess.run(minirun + ["network", "create", "benchnet"], check=True, capture_output=True)
+keeper = subprocess.run(minirun + ["run", "-d", "--network", "benchnet", "busybox", "sleep", "3600"],
+                        check=True, capture_output=True, text=True).stdout.strip()
 try:
     bundle = runc_bundle(work, root, ["true"])
-
     commands = {
-        "minirun": lambda i: minirun + ["run", "--rm", "--network", "none", "busybox", "true"],
+        "minirun --network none": lambda i: minirun + ["run", "--rm", "--network", "none",
+                                                       "busybox", "true"],
+        "minirun (bridge)": lambda i: minirun + ["run", "--rm", "busybox", "true"],
+        "minirun (bridge in use)": lambda i: minirun + ["run", "--rm", "--network", "benchnet",
+                                                        "busybox", "true"],
         "runc": lambda i: ["runc", "run", "--bundle", bundle, f"minirun-bench-{os.getpid()}-{i}"],
     }
+    image = docker_image(work, root)
+    if image:
+        commands["docker run --rm (bridge)"] = lambda i: ["docker", "run", "--rm", image, "true"]
+    else:
+        print("(docker: no daemon answers `docker info`; start dockerd to compare with it)")
     times = {name: [] for name in commands}
     for i in range(n + 3):             # interleaved, the first 3 rounds warm caches
         for name, command in commands.items():
@@ -26,7 +41,15 @@ try:
                 times[name].append(time.perf_counter() - t)
     med = {name: statistics.median(t) * 1000 for name, t in times.items()}
     for name, m in med.items():
-        print(f"{name:<8} median {m:6.1f} ms   (min {min(times[name]) * 1000:.1f}, n={n})")
-    print(f"ratio minirun/runc: {med['minirun'] / med['runc']:.2f}x")
+        print(f"{name:<27} median {m:6.1f} ms   (min {min(times[name]) * 1000:.1f}, n={n})")
+    print(f"ratio minirun --network none / runc: {med['minirun --network none'] / med['runc']:.2f}x")
+    if image:
+        for name in ("minirun (bridge)", "minirun (bridge in use)"):
+            print(f"ratio {name} / docker (bridge): "
+                  f"{med[name] / med['docker run --rm (bridge)']:.2f}x")
 finally:
+    subprocess.run(minirun + ["rm", "-f", keeper], capture_output=True)
+    subprocess.run(minirun + ["network", "rm", "benchnet"], capture_output=True)
+    if image:
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
     shutil.rmtree(work, ignore_errors=True)

@@ -136,12 +136,6 @@ class Netlink:
             raise
         return link["index"]
 
-    def ports_of(self, bridge_index):
-        """Names of the interfaces enslaved to a bridge."""
-        links = self.request(self._link(), RTM_GETLINK, 0, "list links", dump=True)
-        return [link.get_attr("IFLA_IFNAME") for link in links
-                if link.get_attr("IFLA_MASTER") == bridge_index]
-
     def add_bridge(self, name):
         """ip link add NAME type bridge"""
         explain.step(f'RTM_NEWLINK {{ifname="{name}", kind="bridge"}}', "rtnetlink(7)")

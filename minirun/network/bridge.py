@@ -98,26 +98,12 @@ def unpublish_ports(container_id):
     nftables.delete_rules(container_tag(container_id))
 
 
-def remove_veth(container_id):
-    """The veth would die with the container's namespace, but the kernel
-    dismantles a namespace asynchronously: delete it now, so the bridge is
-    seen empty when it is."""
+def remove_bridge(name):
+    """Delete the bridge and its rules. The caller holds the networks' lock
+    and has seen no lease left: the leases, not the interfaces still plugged
+    in, say who uses a network (a dead container's veth lingers a moment,
+    until the kernel has dismantled its namespace)."""
     with Netlink() as nl:
-        try:
-            nl.delete_link(host_end(container_id))
-        except NetlinkError as e:
-            if e.errno not in (errno.ENODEV, errno.ENOENT):
-                raise
-
-
-def remove_bridge_if_unused(name):
-    """Delete the bridge and its rules once no interface is plugged into it.
-    The caller holds the networks' lock and knows no lease is left."""
-    with Netlink() as nl:
-        index = nl.link_index(name)
-        if index is None:
-            return
-        if nl.ports_of(index):
-            return
-        nl.delete_link(name)
+        if nl.link_index(name) is not None:
+            nl.delete_link(name)
     nftables.delete_rules(network_tag(name))

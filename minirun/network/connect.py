@@ -31,13 +31,12 @@ def wire(spec, pid):
 def disconnect(store_root, container_id, attachment):
     from minirun.network import bridge
     nets = Networks(store_root)
-    bridge.remove_veth(container_id)
     if attachment.ports:
         bridge.unpublish_ports(container_id)
     nets.release(container_id)
     with nets.lock():
         if not nets.leases(attachment.network):
-            bridge.remove_bridge_if_unused(attachment.bridge)
+            bridge.remove_bridge(attachment.bridge)
     if attachment.network != DEFAULT:
         refresh_hosts(store_root, attachment.network)
 
@@ -70,7 +69,7 @@ def remove_network(store_root, name):
     nets = Networks(store_root)
     net = nets.remove(name)
     with nets.lock():
-        bridge.remove_bridge_if_unused(net.bridge)
+        bridge.remove_bridge(net.bridge)
 
 
 def prune(store_root):
@@ -86,7 +85,7 @@ def prune(store_root):
             removed.append(net.name)
         else:
             with nets.lock():
-                bridge.remove_bridge_if_unused(net.bridge)
+                bridge.remove_bridge(net.bridge)
     return removed
 
 
