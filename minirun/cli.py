@@ -400,6 +400,116 @@ def images(quiet):
     table([("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")] + rows)
 
 
+@cli.command()
+@click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="Name the image.")
+@click.option("-f", "--file", "dockerfile", help="The Dockerfile (default: CONTEXT/Dockerfile).")
+@click.option("--build-arg", multiple=True, metavar="KEY=VAL", help="Set a build-time ARG.")
+@click.option("--target", help="Build up to this stage.")
+@click.option("--no-cache", is_flag=True, help="Run every step, ignoring the build cache.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.argument("context", type=click.Path(file_okay=False))
+def build(tags, dockerfile, build_arg, target, no_cache, quiet, context):
+    """Build an image from a Dockerfile and a CONTEXT directory."""
+    require_root()
+    from minirun.image.builder import BuildOptions, build as run_build
+    from minirun.image.store import check_name
+    args = {}
+    for item in build_arg:
+        key, eq, value = item.partition("=")
+        args[key] = value if eq else os.environ.get(key, "")
+    for tag in tags:
+        check_name(tag)
+    image_id = run_build(store(), BuildOptions(context, dockerfile, list(tags), args, target,
+                                               no_cache, quiet))
+    if quiet:
+        click.echo(image_id)
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Even if a container uses it.")
+@click.argument("images", nargs=-1, required=True)
+def rmi(images, force):
+    """Remove images (their names; the image once no name is left)."""
+    require_root()
+    from minirun.image import manage
+    for ref in images:
+        for line in manage.remove_image(store(), ref, force):
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+def tag(source, target):
+    """Give the image SOURCE the name TARGET."""
+    require_root()
+    from minirun.image.store import check_name
+    check_name(target)
+    s = store()
+    s.tag(target, s.resolve_id(source))
+
+
+@cli.command()
+@click.argument("image")
+def history(image):
+    """The steps that made an image, newest first."""
+    require_root()
+    from minirun.image import manage
+    table([("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")] + manage.history(store(), image))
+
+
+@cli.command()
+@click.option("-o", "--output", required=True, help="The archive to write.")
+@click.option("--format", "fmt", type=click.Choice(["docker", "oci"]), default="docker",
+              show_default=True, help="docker: as `docker save`; oci: an OCI image layout.")
+@click.argument("images", nargs=-1, required=True)
+def save(output, fmt, images):
+    """Write images to a tar archive that docker load (or OCI tools) reads."""
+    require_root()
+    from minirun.image import archive
+    archive.save(store(), images, output, fmt)
+
+
+@cli.command()
+@click.option("-i", "--input", "path", required=True, help="A docker save or OCI layout tar.")
+def load(path):
+    """Load images from an archive (docker save or OCI layout)."""
+    require_root()
+    from minirun.image import archive
+    for image_id, tags in archive.load(store(), path):
+        for tag in tags:
+            click.echo(f"Loaded image: {tag}")
+        if not tags:
+            click.echo(f"Loaded image ID: {image_id}")
+
+
+@cli.command("import")
+@click.argument("path")
+@click.argument("name")
+def import_(path, name):
+    """Make a one-layer image NAME from a root filesystem tar."""
+    require_root()
+    from minirun.image import archive
+    from minirun.image.store import check_name
+    check_name(name)
+    click.echo(archive.import_rootfs(store(), path, name))
+
+
+@cli.group()
+def image():
+    """Manage images."""
+
+
+@image.command("prune")
+@click.option("-a", "--all", "everything", is_flag=True, help="Also named images no container uses.")
+def image_prune(everything):
+    """Remove unnamed images, unused layers and stale build cache."""
+    require_root()
+    from minirun.image import manage
+    for line in manage.prune(store(), everything):
+        click.echo(line)
+
+
 @cli.group()
 def dockerfile():
     """Dockerfile tools."""

@@ -246,6 +246,19 @@ def parse_instruction(line, escape="\\", lineno=None, path="Dockerfile"):
     return Instruction(keyword, args, flags, json_form, original=line)
 
 
+def instruction_flags(ins, allowed, path="Dockerfile", line=None):
+    """An instruction's `--name=value` flags as a dict, each checked
+    against the names its keyword allows."""
+    flags = {}
+    for flag in ins.flags:
+        name, _, value = flag[2:].partition("=")
+        if name not in allowed:
+            raise DockerfileError(f"unknown flag: --{name} for {ins.keyword.upper()}", path,
+                                  line or ins.start_line)
+        flags[name] = value
+    return flags
+
+
 # --- heredocs -----------------------------------------------------------------
 
 def _heredoc_words(line, escape):

@@ -1,31 +1,75 @@
-"""Layers as canonical tars: the bytes whose sha256 names a layer.
+"""Layers on disk and as tars.
 
-Two trees with the same files, modes, owners, link targets and mtimes give
-the same tar byte for byte: entries are sorted, user and group names left
-out, and no header field depends on the machine or the time of packing.
+On disk a layer is a directory used as an overlay lowerdir, so a deletion is
+what overlayfs itself writes: a whiteout (a 0/0 character device) for a
+removed file, the xattr trusted.overlay.opaque="y" on a directory whose lower
+contents are hidden. In a tar (the OCI and Docker form) they are empty files
+named `.wh.<name>` and `<dir>/.wh..wh..opq`.
+
+The canonical tar names a layer: two trees with the same files, modes,
+owners, link targets and mtimes give the same tar byte for byte (entries
+sorted, no user or group names, nothing from the machine or the clock), and
+its sha256 is the layer's diff_id.
 """
 import hashlib
 import os
 import stat
 import tarfile
 
+from minirun.errors import MinirunError
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+class UnsafeArchive(MinirunError):
+    pass
+
+
+def is_whiteout(st):
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path):
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
 
 def _entries(root):
-    """Every path under `root`, relative, parents before children, sorted."""
+    """Every path under `root`, relative, in sorted order (parents first)."""
+    out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
         rel = os.path.relpath(dirpath, root)
-        names = sorted(dirnames + [f for f in filenames])
-        for name in names:
-            yield name if rel == "." else os.path.join(rel, name)
+        for name in dirnames + filenames:
+            out.append(name if rel == "." else os.path.join(rel, name))
+    return sorted(out)
 
 
 def write_tar(root, fileobj):
-    """Write the tree at `root` to `fileobj` as a canonical PAX tar."""
+    """Write the tree at `root` to `fileobj` as a canonical PAX tar, with
+    overlay whiteouts turned into `.wh.` entries."""
     with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         hardlinks = {}
-        for rel in sorted(_entries(root)):
+        names = []
+        for rel in _entries(root):
             path = os.path.join(root, rel)
+            st = os.lstat(path)
+            if is_whiteout(st):
+                head, tail = os.path.split(rel)
+                names.append((os.path.join(head, WHITEOUT + tail), None))
+                continue
+            names.append((rel, path))
+            if stat.S_ISDIR(st.st_mode) and is_opaque(path):
+                names.append((os.path.join(rel, OPAQUE), None))
+        for rel, path in sorted(names):
+            if path is None:                      # a whiteout marker
+                info = tarfile.TarInfo(rel)
+                info.mode = 0o600
+                tar.addfile(info)
+                continue
             info = tar.gettarinfo(path, arcname=rel)
             info.uname = info.gname = ""
             info.mtime = int(info.mtime)
@@ -44,19 +88,142 @@ def write_tar(root, fileobj):
                 tar.addfile(info)
 
 
-class _HashWriter:
-    def __init__(self):
+class HashWriter:
+    """A file-like sink that only hashes (and counts) what is written."""
+    def __init__(self, out=None):
         self.hash = hashlib.sha256()
         self.size = 0
+        self.out = out
 
     def write(self, data):
         self.hash.update(data)
         self.size += len(data)
+        if self.out is not None:
+            self.out.write(data)
         return len(data)
+
+    def digest(self):
+        return "sha256:" + self.hash.hexdigest()
 
 
 def diff_id(root):
     """`sha256:<hex>` of the canonical tar of `root` (the OCI 'diff_id')."""
-    w = _HashWriter()
+    w = HashWriter()
     write_tar(root, w)
-    return "sha256:" + w.hash.hexdigest()
+    return w.digest()
+
+
+def clamp_mtimes(root, epoch):
+    """SOURCE_DATE_EPOCH, as reproducible builds define it: no file is newer."""
+    for rel in [""] + _entries(root):
+        path = os.path.join(root, rel)
+        st = os.lstat(path)
+        if st.st_mtime > epoch and not is_whiteout(st):
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+# --- unpacking, safely ---------------------------------------------------------------
+
+def _safe_name(name):
+    """A member's path made relative; None for the root; refused if it climbs."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive(f"refusing archive entry {name!r}: it climbs out with '..'")
+    return "/".join(parts) or None
+
+
+def _real_parent(dest, rel):
+    """The parent directory of `rel` under `dest`, every step a real
+    directory (a symlink there could carry the write outside `dest`)."""
+    parent = dest
+    for part in rel.split("/")[:-1]:
+        parent = os.path.join(parent, part)
+        try:
+            st = os.lstat(parent)
+        except FileNotFoundError:
+            os.mkdir(parent, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafeArchive(f"refusing archive entry {rel!r}: it passes through a symlink")
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(parent)
+            os.mkdir(parent, 0o755)
+    return parent
+
+
+def _clear(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        import shutil
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def unpack_tar(fileobj, dest, layer=True):
+    """Unpack a tar stream into `dest`. Nothing lands outside `dest`: `..`
+    and absolute names are refused or made relative, no write goes through a
+    symlink, hard links must point inside. With layer=True, `.wh.` entries
+    become overlay whiteouts; device nodes are made only when we are root."""
+    dirs = []
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        for member in tar:
+            rel = _safe_name(member.name)
+            if rel is None:
+                continue
+            parent = _real_parent(dest, rel)
+            base = os.path.basename(rel)
+            if layer and base == OPAQUE:
+                os.setxattr(parent, OPAQUE_XATTR, b"y")
+                continue
+            if layer and base.startswith(WHITEOUT):
+                target = os.path.join(parent, base[len(WHITEOUT):])
+                _clear(target)
+                os.mknod(target, stat.S_IFCHR | 0o600, 0)
+                continue
+            path = os.path.join(parent, base)
+            if member.isdir():
+                if not os.path.isdir(path) or os.path.islink(path):
+                    _clear(path)
+                    os.mkdir(path, 0o700)
+                dirs.append((path, member))
+                continue
+            _clear(path)
+            if member.isreg():
+                with open(path, "xb") as f:
+                    src = tar.extractfile(member)
+                    while chunk := src.read(1 << 20):
+                        f.write(chunk)
+            elif member.issym():
+                os.symlink(member.linkname, path)
+            elif member.islnk():
+                target_rel = _safe_name(member.linkname)
+                if target_rel is None:
+                    raise UnsafeArchive(f"refusing hard link {member.name!r} to the root")
+                target = os.path.join(_real_parent(dest, target_rel), os.path.basename(target_rel))
+                if not os.path.isfile(target) or os.path.islink(target):
+                    raise UnsafeArchive(f"refusing hard link {member.name!r} -> {member.linkname!r}: "
+                                        f"not a file inside the archive")
+                os.link(target, path)
+                continue
+            elif member.ischr() or member.isblk() or member.isfifo():
+                if os.geteuid() != 0 and not member.isfifo():
+                    continue
+                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
+                os.mknod(path, kind | (member.mode & 0o7777), os.makedev(member.devmajor, member.devminor))
+            else:
+                continue
+            _apply_metadata(path, member)
+    for path, member in reversed(dirs):
+        _apply_metadata(path, member)
+
+
+def _apply_metadata(path, member):
+    if os.geteuid() == 0:
+        os.lchown(path, member.uid, member.gid)
+    if not member.issym():
+        os.chmod(path, member.mode & 0o7777)
+    os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)

@@ -1,6 +1,7 @@
 """The local image store, under the store root (default /var/lib/minirun):
 
     layers/<hex>/diff     an unpacked layer: an overlay lowerdir
+    l/<12 hex>            a short symlink to it, to keep overlay's options short
     images/<hex>.json     an image config (OCI image config); <hex> is its sha256
     repositories.json     names → image ids, e.g. "busybox:latest" → "sha256:…"
     tmp/                  work in progress, renamed into place when complete
@@ -14,12 +15,24 @@ Reading is on every container's start path; the modules only writing needs
 import fcntl
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from minirun.errors import ImageNotFound
+from minirun.errors import ImageNotFound, UsageError
 
 DEFAULT_ROOT = "/var/lib/minirun"
+
+
+NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?"
+                     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$")
+
+
+def check_name(name):
+    """A reference as Docker accepts it: lower-case repository, optional :tag."""
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid reference format: {name!r} (repository names are "
+                         f"lower-case; a tag is [A-Za-z0-9_.-], at most 128 characters)")
 
 
 def normalize_name(name):
@@ -49,12 +62,14 @@ class Image:
     id: str            # "sha256:<hex>" of the config
     config: dict       # the OCI image config document
     layer_dirs: list   # bottom first, as in rootfs.diff_ids
+    lower_links: list  # the same, as the short links overlayfs is given
 
 
 class Store:
     def __init__(self, root=None):
         self.root = root or os.environ.get("MINIRUN_ROOT") or DEFAULT_ROOT
         self.layers = os.path.join(self.root, "layers")
+        self.links = os.path.join(self.root, "l")
         self.images = os.path.join(self.root, "images")
         self.containers = os.path.join(self.root, "containers")
         self.tmp = os.path.join(self.root, "tmp")
@@ -108,6 +123,17 @@ class Store:
     def layer_dir(self, diff_id):
         return os.path.join(self.layers, diff_id.split(":", 1)[1], "diff")
 
+    def layer_link(self, diff_id):
+        """l/<first 12 hex> → ../layers/<hex>/diff, made on first use."""
+        hexpart = diff_id.split(":", 1)[1]
+        link = os.path.join(self.links, hexpart[:12])
+        if not os.path.islink(link):
+            os.makedirs(self.links, exist_ok=True)
+            tmp = f"{link}.tmp-{os.getpid()}"
+            os.symlink(os.path.join("..", "layers", hexpart, "diff"), tmp)
+            os.replace(tmp, link)
+        return link
+
     def add_layer(self, tree, diff_id):
         """Move the unpacked `tree` into the store as layer `diff_id`; an
         identical layer already there is kept and `tree` discarded."""
@@ -151,5 +177,6 @@ class Store:
         image_id = self.resolve_id(ref)
         with open(os.path.join(self.images, image_id.split(":", 1)[1] + ".json")) as f:
             config = json.load(f)
-        layers = [self.layer_dir(d) for d in config["rootfs"]["diff_ids"]]
-        return Image(image_id, config, layers)
+        diff_ids = config["rootfs"]["diff_ids"]
+        return Image(image_id, config, [self.layer_dir(d) for d in diff_ids],
+                     [self.layer_link(d) for d in diff_ids])

@@ -23,9 +23,15 @@ def make_mounts_private():
 def mount_overlay(lowerdirs, upperdir, workdir, target):
     """Stack read-only layers under one writable dir — overlayfs, see mount(8).
 
-    `lowerdirs` are top-first, as overlayfs wants them. They may be relative
-    to the current directory, which keeps the option string short.
+    `lowerdirs` are top-first, as overlayfs wants them. The whole option
+    string must fit in one page (4096 bytes): when the layers share a
+    directory (the store's short links, l/<12 hex>), we chdir there and name
+    them relative to it, as Docker's overlay2 driver does — 100 layers fit.
     """
+    parents = {os.path.dirname(d) for d in lowerdirs}
+    if len(parents) == 1 and len(lowerdirs) > 1:
+        os.chdir(parents.pop())
+        lowerdirs = [os.path.basename(d) for d in lowerdirs]
     data = f"lowerdir={':'.join(lowerdirs)},upperdir={upperdir},workdir={workdir}"
     mount("overlay", target, "overlay", 0, data)
 

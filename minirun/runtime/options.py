@@ -280,7 +280,7 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
         id=container_id,
         name=opts.name or "",
         bundle=bundle,
-        rootfs=Rootfs(layers=image.layer_dirs,
+        rootfs=Rootfs(layers=image.lower_links,
                       upperdir=os.path.join(bundle, "upper"),
                       workdir=os.path.join(bundle, "work"),
                       mountpoint=os.path.join(bundle, "rootfs"),

@@ -1,0 +1,285 @@
+"""Door 2: the builder. Parsed instructions → layers and an image config.
+
+The parser (dockerfile.py) has already turned text into Instruction records
+and expand.py expands their words; the builder only acts on them, one
+handler per instruction kind (HANDLERS). A RUN step is a container started
+by the one start sequence (runtime/start.py); its overlay upper dir becomes
+the new layer. COPY and ADD write a layer directly from the context.
+
+Every step first asks the build cache, keyed by the state it starts from
+(the parent's config and layers), the instruction after expansion, the build
+args it can see, and for COPY/ADD the content of what it copies.
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from minirun.errors import DockerfileError, ImageNotFound, MinirunError
+from minirun.image import layers as layerfs, steps
+from minirun.image.context import Context
+from minirun.image.dockerfile import instruction_flags, parse_file, parse_instruction
+from minirun.image.expand import BuildScope
+from minirun.image.store import canonical_json, write_atomic
+
+
+
+@dataclass
+class BuildOptions:
+    context: str
+    dockerfile: str | None = None
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str | None
+    config: dict               # the OCI image config this stage is building
+    cmd_set: bool = False      # CMD given in this stage (ENTRYPOINT keeps it then)
+
+
+def new_config():
+    return {"architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+
+
+def now_iso(epoch=None):
+    t = time.gmtime(epoch if epoch is not None else time.time())
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+
+
+class Builder:
+    def __init__(self, store, opts: BuildOptions, out=sys.stdout):
+        self.store = store
+        self.opts = opts
+        self.out = out
+        self.path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
+        if not os.path.isdir(opts.context):
+            raise MinirunError(f"unable to prepare context: {opts.context} is not a directory")
+        self.context = Context(opts.context)
+        self.stages: list[Stage] = []
+        self.epoch = self._source_date_epoch()
+
+    def _source_date_epoch(self):
+        value = self.opts.build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise MinirunError(f"SOURCE_DATE_EPOCH={value}: not a number of seconds")
+        return int(value)
+
+    def say(self, text):
+        if not self.opts.quiet:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    # --- the build ---------------------------------------------------------------
+
+    def build(self):
+        """Run every stage up to the target; tag and return the image id."""
+        dockerfile = parse_file(self.path)
+        self.scope = BuildScope(self.opts.build_args, dockerfile.escape, self.path)
+        instructions = self._up_to_target(dockerfile.instructions)
+        stage = None
+        for number, ins in enumerate(instructions, 1):
+            self.say(f"Step {number}/{len(instructions)} : {ins.original.strip()}")
+            if ins.keyword == "from":
+                stage = self._from(ins)
+                continue
+            if stage is None:
+                if ins.keyword == "arg":
+                    self.scope.expand(ins)
+                    continue
+                raise DockerfileError("no build stage in current context: the first "
+                                      "instruction must be FROM (or ARG)", self.path, ins.start_line)
+            self.step(stage, ins)
+        if stage is None:
+            raise DockerfileError("no FROM instruction", self.path)
+        # The last step's time: a build served wholly from the cache gives the same id.
+        history = stage.config.get("history") or [{}]
+        config = dict(stage.config, created=history[-1].get("created") or now_iso(self.epoch))
+        image_id = self.store.add_image(config)
+        self.say(f"Successfully built {image_id.split(':')[1][:12]}")
+        for tag in self.opts.tags:
+            self.store.tag(tag, image_id)
+            self.say(f"Successfully tagged {tag if ':' in tag.rsplit('/', 1)[-1] else tag + ':latest'}")
+        return image_id
+
+    def _up_to_target(self, instructions):
+        if self.opts.target is None:
+            return instructions
+        for i, ins in enumerate(instructions):
+            if ins.keyword == "from" and len(ins.args) == 3 and ins.args[2] == self.opts.target:
+                end = next((j for j in range(i + 1, len(instructions))
+                            if instructions[j].keyword == "from"), len(instructions))
+                return instructions[:end]
+        raise MinirunError(f"target stage {self.opts.target!r} could not be found")
+
+    def _from(self, ins):
+        args = self.scope.expand(ins)
+        if len(args) not in (1, 3) or len(args) == 3 and args[1].lower() != "as":
+            raise DockerfileError("FROM takes IMAGE [AS NAME]", self.path, ins.start_line)
+        name = args[2] if len(args) == 3 else None
+        base = args[0]
+        config = self._base_config(base, ins)
+        config["config"].pop("OnBuild", None)
+        stage = Stage(len(self.stages), name, config)
+        self.stages.append(stage)
+        self.scope.start_stage(config["config"].get("Env") or [])
+        self.say(f" ---> {self._short(config)}")
+        for trigger in self._onbuild_triggers(base):
+            self.say(f"# Executing ONBUILD trigger: {trigger}")
+            self.step(stage, parse_instruction(trigger, "\\", ins.start_line, self.path),
+                      onbuild_line=ins.start_line)
+        return stage
+
+    def _base_config(self, base, ins):
+        if base == "scratch":
+            return new_config()
+        previous = self._stage(base)
+        if previous is not None:
+            return json.loads(json.dumps(previous.config))
+        return json.loads(json.dumps(self._image(base, ins).config))
+
+    def _onbuild_triggers(self, base):
+        if base == "scratch" or self._stage(base) is not None:
+            return []
+        return self._image(base, None).config.get("config", {}).get("OnBuild") or []
+
+    def _stage(self, ref):
+        for stage in self.stages:
+            if stage.name == ref or str(stage.index) == ref:
+                return stage
+        return None
+
+    def _image(self, ref, ins):
+        from minirun.image.embedded import ensure_embedded, is_embedded
+        if is_embedded(ref):
+            ensure_embedded(self.store, ref)
+        try:
+            return self.store.load(ref)
+        except ImageNotFound as e:
+            raise DockerfileError(f"{e} (minirun builds offline: only local images)", self.path,
+                                  ins.start_line if ins else None) from None
+
+    def _short(self, config):
+        return hashlib.sha256(canonical_json(config)).hexdigest()[:12]
+
+    # --- one step, through the cache ----------------------------------------------
+
+    def step(self, stage, ins, onbuild_line=None):
+        line = onbuild_line or ins.start_line
+        handler = HANDLERS.get(ins.keyword)
+        if handler is None:
+            raise DockerfileError(f"unknown instruction: {ins.keyword.upper()}", self.path, line)
+        args = self.scope.expand(ins)
+        if ins.keyword in ("arg",):
+            handler(self, stage, ins, args, line)     # scope only: nothing to cache
+            return
+        content = ins.keyword in COPY_LIKE and self._copy_content(stage, ins, args, line)
+        key = self._cache_key(stage, ins, args, content)
+        cached = None if self.opts.no_cache else self._cache_get(key)
+        if cached is not None:
+            stage.config = cached
+            self.say(" ---> Using cache")
+        else:
+            if ins.keyword == "run":
+                self.say(" ---> Running in a build container")
+            before = len(stage.config["rootfs"]["diff_ids"])
+            handler(self, stage, ins, args, line)
+            stage.config.setdefault("history", []).append(self._history(ins, args, stage, before))
+            self._cache_put(key, stage.config)
+        self.say(f" ---> {self._short(stage.config)}")
+
+    def _history(self, ins, args, stage, layers_before):
+        entry = {"created": now_iso(self.epoch), "created_by": self._created_by(ins, args)}
+        if len(stage.config["rootfs"]["diff_ids"]) == layers_before:
+            entry["empty_layer"] = True
+        return entry
+
+    @staticmethod
+    def _created_by(ins, args):
+        if ins.keyword == "run":
+            return ("RUN " + json.dumps(args)) if ins.json_form else "/bin/sh -c " + " ".join(args)
+        return f"/bin/sh -c #(nop) {ins.keyword.upper()} {' '.join(args)}"
+
+    def _cache_key(self, stage, ins, args, content):
+        state = {"config": stage.config["config"], "layers": stage.config["rootfs"]["diff_ids"]}
+        visible_args = sorted(self.scope.stage_args.items()) if self.scope.stage_args else []
+        material = [state, ins.keyword, ins.flags, args, [h.content for h in ins.heredocs],
+                    visible_args if ins.keyword == "run" else [], content or ""]
+        return hashlib.sha256(canonical_json(material)).hexdigest()
+
+    def _cache_dir(self):
+        return os.path.join(self.store.root, "cache")
+
+    def _cache_get(self, key):
+        try:
+            with open(os.path.join(self._cache_dir(), key + ".json")) as f:
+                config = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+        if all(os.path.isdir(self.store.layer_dir(d)) for d in config["rootfs"]["diff_ids"]):
+            return config
+        return None
+
+    def _cache_put(self, key, config):
+        os.makedirs(self._cache_dir(), exist_ok=True)
+        write_atomic(os.path.join(self._cache_dir(), key + ".json"), json.dumps(config))
+
+    def commit_layer(self, stage, tree):
+        """The finished tree becomes a content-addressed layer of the stage."""
+        if self.epoch is not None:
+            layerfs.clamp_mtimes(tree, self.epoch)
+        digest = layerfs.diff_id(tree)
+        with self.store.lock():
+            self.store.add_layer(tree, digest)
+        stage.config["rootfs"]["diff_ids"].append(digest)
+        self.store.layer_link(digest)
+
+    def layer_dirs(self, config):
+        return [self.store.layer_dir(d) for d in config["rootfs"]["diff_ids"]]
+
+    # --- COPY and ADD -------------------------------------------------------------
+
+    def _copy_content(self, stage, ins, args, line):
+        """What the cache must know of COPY/ADD's sources: their content."""
+        flags = instruction_flags(ins, ("from", "chown", "chmod", "link"), self.path, line)
+        sources = args[:-1]
+        heredoc_names = {h.name for h in ins.heredocs}
+        if "from" in flags:
+            source_config = self._copy_from_config(flags["from"], ins, line)
+            return "from:" + hashlib.sha256(canonical_json(
+                source_config["rootfs"]["diff_ids"])).hexdigest() + json.dumps(sources)
+        plain = [s for s in sources if s.lstrip("<") not in heredoc_names]
+        if ins.keyword == "add":
+            for s in plain:
+                if "://" in s:
+                    raise DockerfileError(f"ADD {s}: downloading from a URL needs the network, "
+                                          f"which minirun's builder does not use: fetch it into "
+                                          f"the context and COPY it", self.path, line)
+        rels = self.context.sources(plain, ins.keyword.upper(), self.path, line)
+        return self.context.content_digest(rels)
+
+    def _copy_from_config(self, ref, ins, line):
+        stage = self._stage(ref)
+        if stage is not None:
+            return stage.config
+        return self._image(ref, ins).config
+
+
+HANDLERS = steps.HANDLERS
+COPY_LIKE = ("copy", "add")
+
+
+def build(store, opts):
+    """Build and return the image id. A failure leaves no image, no layer
+    and no mount behind: layers are renamed into the store only when whole."""
+    return Builder(store, opts).build()

@@ -1,0 +1,168 @@
+"""The build context: the directory `minirun build` is given, as COPY and ADD
+may see it — minus what .dockerignore excludes, and never anything outside.
+
+.dockerignore follows Docker's rules: one pattern a line, `#` comments, paths
+relative to the context (a leading `/` is dropped), `*` and `?` within one
+path element, `**` across any number of them, `!` re-includes, the last
+matching line wins, and a pattern that matches a directory matches what it
+contains.
+"""
+import hashlib
+import os
+import re
+import stat
+
+from minirun.errors import DockerfileError
+
+GLOB_CHARS = set("*?[")
+
+
+def _pattern_regex(pattern):
+    """A .dockerignore or COPY pattern → an anchored regex over '/'-paths."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):          # **/ : zero or more directories
+                out.append("(?:.*/)?")
+                i += 1
+            else:
+                out.append(".*")
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1:end]
+                if body.startswith("^") or body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end
+        elif ch == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("^" + "".join(out) + "$")
+
+
+def _clean(path):
+    parts = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == ".." and parts and parts[-1] != "..":
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts)
+
+
+class Ignore:
+    """The .dockerignore of a context: excluded(path) for '/'-separated paths."""
+
+    def __init__(self, lines=()):
+        self.rules = []
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            pattern = _clean(line[1:].strip() if negate else line)
+            if pattern:
+                self.rules.append((negate, _pattern_regex(pattern)))
+
+    @classmethod
+    def of_context(cls, context):
+        try:
+            with open(os.path.join(context, ".dockerignore")) as f:
+                return cls(f.read().splitlines())
+        except FileNotFoundError:
+            return cls()
+
+    def excluded(self, path):
+        """Last matching rule wins; a rule matching a parent directory counts."""
+        parents = []
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            parents.append("/".join(parts[:i]))
+        result = False
+        for negate, regex in self.rules:
+            if any(regex.match(p) for p in parents):
+                result = not negate
+        return result
+
+
+class Context:
+    def __init__(self, root):
+        self.root = os.path.realpath(root)
+        self.ignore = Ignore.of_context(self.root)
+
+    def _inside(self, rel, what, path, line):
+        """rel, its symlinks followed, still inside the context — or an error."""
+        real = os.path.realpath(os.path.join(self.root, rel))
+        if real != self.root and not real.startswith(self.root + os.sep):
+            raise DockerfileError(f"{what} failed: forbidden path outside the build context: "
+                                  f"{rel} (it leads to {real})", path, line)
+        return os.path.relpath(real, self.root) if real != self.root else ""
+
+    def sources(self, patterns, what, path, line):
+        """COPY/ADD sources → [context-relative paths] ('' is the context
+        itself), globs expanded, ignored files left out, escapes refused."""
+        found = []
+        for pattern in patterns:
+            cleaned = _clean(pattern)
+            if cleaned == ".." or cleaned.startswith("../"):
+                raise DockerfileError(f"{what} failed: forbidden path outside the build context: "
+                                      f"{pattern}", path, line)
+            if GLOB_CHARS & set(cleaned):
+                regex = _pattern_regex(cleaned)
+                matches = [p for p in self.walk() if regex.match(p)]
+                if not matches:
+                    raise DockerfileError(f"{what} failed: no source files were specified "
+                                          f"matching {pattern!r}", path, line)
+                found += [self._inside(p, what, path, line) for p in matches]
+                continue
+            if cleaned and (self.ignore.excluded(cleaned)
+                            or not os.path.lexists(os.path.join(self.root, cleaned))):
+                raise DockerfileError(f"{what} failed: file not found in build context or "
+                                      f"excluded by .dockerignore: {pattern}", path, line)
+            found.append(self._inside(cleaned, what, path, line))
+        return found
+
+    def walk(self, top=""):
+        """Every path under `top` that .dockerignore lets through, sorted."""
+        out = []
+        base = os.path.join(self.root, top)
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir
+            for name in dirnames + filenames:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if not self.ignore.excluded(rel):
+                    out.append(rel)
+        return sorted(out)
+
+    def content_digest(self, rels):
+        """What COPY copies, by content: names, modes, link targets, bytes —
+        not mtimes, so a file touched but unchanged keeps the cache."""
+        h = hashlib.sha256()
+        for rel in rels:
+            for sub in [rel] + (self.walk(rel) if os.path.isdir(os.path.join(self.root, rel))
+                                else []):
+                p = os.path.join(self.root, sub)
+                st = os.stat(p) if sub == rel else os.lstat(p)
+                h.update(f"{sub}\0{stat.S_IMODE(st.st_mode)}\0{stat.S_IFMT(st.st_mode)}\0".encode())
+                if stat.S_ISLNK(st.st_mode):
+                    h.update(os.readlink(p).encode())
+                elif stat.S_ISREG(st.st_mode):
+                    with open(p, "rb") as f:
+                        h.update(hashlib.file_digest(f, "sha256").digest())
+        return h.hexdigest()

@@ -1,0 +1,137 @@
+"""Keeping the store tidy: rmi, history, prune. Everything that deletes
+holds the store's lock, and a layer goes only when no image refers to it."""
+import json
+import os
+import shutil
+import time
+
+from minirun.errors import UsageError
+from minirun.image.listing import human_size, _size
+from minirun.image.store import normalize_name
+
+
+def _images(store):
+    """{image id: config} of every image in the store."""
+    out = {}
+    try:
+        names = os.listdir(store.images)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if name.endswith(".json"):
+            try:
+                with open(os.path.join(store.images, name)) as f:
+                    out["sha256:" + name[:-5]] = json.load(f)
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def _used_by_containers(store):
+    from minirun.runtime.container import all_containers
+    return {st.get("image_id"): cid for cid, _, st in all_containers(store)}
+
+
+def remove_image(store, ref, force=False):
+    """Docker's rmi: a name given loses that name; the image itself goes
+    once it has no name left. A container's image stays, unless forced."""
+    image_id = store.resolve_id(ref)
+    lines = []
+    with store.lock():
+        names = store.names()
+        mine = [n for n, i in names.items() if i == image_id]
+        by_name = normalize_name(ref) in names
+        user = _used_by_containers(store).get(image_id)
+        if user and not force and (not by_name or len(mine) == 1):
+            raise UsageError(f"unable to remove image {ref}: container {user[:12]} uses it "
+                             f"(remove the container, or rmi -f)")
+        if by_name and len(mine) > 1 and not force:
+            del names[normalize_name(ref)]
+            lines.append(f"Untagged: {normalize_name(ref)}")
+        else:
+            for n in mine:
+                del names[n]
+                lines.append(f"Untagged: {n}")
+            lines.append(f"Deleted: {image_id}")
+            os.unlink(os.path.join(store.images, image_id.split(":", 1)[1] + ".json"))
+        from minirun.image.store import write_atomic
+        write_atomic(store.repositories, json.dumps(names, indent=1, sort_keys=True))
+        lines += _remove_unused_layers(store)
+    return lines
+
+
+def _remove_unused_layers(store):
+    """Layers no image refers to (the cache's entries refer to images' layers
+    and are dropped when theirs go)."""
+    used = {d for c in _images(store).values() for d in c["rootfs"]["diff_ids"]}
+    cache_dir = os.path.join(store.root, "cache")
+    cached = {}
+    for entry in os.listdir(cache_dir) if os.path.isdir(cache_dir) else []:
+        try:
+            with open(os.path.join(cache_dir, entry)) as f:
+                cached[entry] = json.load(f)["rootfs"]["diff_ids"]
+        except (OSError, ValueError, KeyError):
+            os.unlink(os.path.join(cache_dir, entry))
+    keep_for_cache = {d for diffs in cached.values() for d in diffs}
+    lines = []
+    for hexpart in os.listdir(store.layers) if os.path.isdir(store.layers) else []:
+        digest = "sha256:" + hexpart
+        if digest in used or digest in keep_for_cache:
+            continue
+        shutil.rmtree(os.path.join(store.layers, hexpart), ignore_errors=True)
+        link = os.path.join(store.links, hexpart[:12])
+        if os.path.islink(link):
+            os.unlink(link)
+        lines.append(f"Deleted: {digest}")
+    return lines
+
+
+def prune(store, everything=False):
+    """Unnamed images (all unused ones with -a), then the build cache and
+    the layers nobody needs any more."""
+    lines = []
+    with store.lock():
+        named = set(store.names().values())
+        used = set(_used_by_containers(store))
+        for image_id in _images(store):
+            if image_id in used or (image_id in named and not everything):
+                continue
+            if image_id in named:
+                lines += remove_image(store, image_id, force=True)
+                continue
+            os.unlink(os.path.join(store.images, image_id.split(":", 1)[1] + ".json"))
+            lines.append(f"Deleted: {image_id}")
+        shutil.rmtree(os.path.join(store.root, "cache"), ignore_errors=True)
+        lines += _remove_unused_layers(store)
+    return lines
+
+
+def history(store, ref):
+    """(image, created, created by, size, comment) rows, newest first."""
+    image = store.load(ref)
+    diff_ids = list(image.config["rootfs"]["diff_ids"])
+    rows = []
+    layer = 0
+    for entry in image.config.get("history") or []:
+        size = 0
+        if not entry.get("empty_layer") and layer < len(diff_ids):
+            size = _size(store.layer_dir(diff_ids[layer]))
+            layer += 1
+        rows.append(("<missing>", _ago(entry.get("created")),
+                     (entry.get("created_by") or "")[:60], human_size(size),
+                     entry.get("comment", "")))
+    rows.reverse()
+    if rows:
+        rows[0] = (image.id.split(":", 1)[1][:12],) + rows[0][1:]
+    return rows
+
+
+def _ago(created):
+    if not created:
+        return ""
+    try:
+        t = time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    except ValueError:
+        return created
+    from minirun.runtime.state import ago
+    return ago(t) + " ago"

@@ -1,0 +1,503 @@
+"""What each instruction does to a stage: one handler per keyword (HANDLERS).
+
+A handler gets the builder, the stage, the Instruction and its expanded
+arguments. Most only change the image config; RUN, COPY, ADD and sometimes
+WORKDIR add a layer.
+"""
+import json
+import os
+import posixpath
+import re
+import shutil
+import signal
+import stat
+import tarfile
+
+from minirun.errors import DockerfileError, ExecError, MinirunError
+from minirun.image import layers as layerfs
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+# Mount points the start sequence may create in a RUN step's upper dir;
+# they are not the step's doing and stay out of its layer.
+MOUNT_TARGETS = ("etc/hostname", "etc/hosts", "etc/resolv.conf", "proc", "sys", "dev", "etc")
+
+
+def _config(stage):
+    return stage.config.setdefault("config", {})
+
+
+# --- config-only instructions -------------------------------------------------------
+
+def env(b, stage, ins, args, line):
+    cfg = _config(stage)
+    current = dict(e.split("=", 1) if "=" in e else (e, "") for e in cfg.get("Env") or [])
+    for i in range(0, len(args), 3):
+        current[args[i]] = args[i + 1]
+    cfg["Env"] = [f"{k}={v}" for k, v in current.items()]
+
+
+def label(b, stage, ins, args, line):
+    labels = _config(stage).setdefault("Labels", {})
+    for i in range(0, len(args), 3):
+        labels[args[i]] = args[i + 1]
+
+
+def maintainer(b, stage, ins, args, line):
+    stage.config["author"] = args[0] if args else ""
+
+
+def arg(b, stage, ins, args, line):
+    pass     # BuildScope.expand has declared it
+
+
+def _command(stage, ins, args):
+    """Exec form as written; shell form through the stage's SHELL."""
+    if ins.json_form:
+        return list(args)
+    return (_config(stage).get("Shell") or DEFAULT_SHELL) + [" ".join(args)]
+
+
+def cmd(b, stage, ins, args, line):
+    _config(stage)["Cmd"] = _command(stage, ins, args)
+    stage.cmd_set = True
+
+
+def entrypoint(b, stage, ins, args, line):
+    cfg = _config(stage)
+    cfg["Entrypoint"] = _command(stage, ins, args)
+    if not getattr(stage, "cmd_set", False):
+        cfg["Cmd"] = None          # Docker: a new ENTRYPOINT drops the base image's CMD
+
+
+def shell(b, stage, ins, args, line):
+    if not ins.json_form:
+        raise DockerfileError("SHELL requires the arguments to be in JSON form", b.path, line)
+    _config(stage)["Shell"] = list(args)
+
+
+def user(b, stage, ins, args, line):
+    _config(stage)["User"] = args[0] if args else ""
+
+
+def stopsignal(b, stage, ins, args, line):
+    _config(stage)["StopSignal"] = args[0] if args else ""
+
+
+def expose(b, stage, ins, args, line):
+    ports = _config(stage).setdefault("ExposedPorts", {})
+    for port in args:
+        number, _, proto = port.partition("/")
+        if not number.replace("-", "").isdigit() or proto not in ("", "tcp", "udp", "sctp"):
+            raise DockerfileError(f"EXPOSE {port}: invalid port", b.path, line)
+        ports[f"{number}/{proto or 'tcp'}"] = {}
+
+
+def volume(b, stage, ins, args, line):
+    volumes = _config(stage).setdefault("Volumes", {})
+    for path in args:
+        if not path:
+            raise DockerfileError("VOLUME specified can not be an empty string", b.path, line)
+        volumes[path] = {}
+
+
+def onbuild(b, stage, ins, args, line):
+    trigger = ins.onbuild
+    if trigger is None or trigger.keyword in ("onbuild", "from", "maintainer"):
+        raise DockerfileError("ONBUILD needs an instruction other than ONBUILD, FROM or "
+                              "MAINTAINER", b.path, line)
+    _config(stage).setdefault("OnBuild", []).append(trigger.original.strip())
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _duration(text, b, line):
+    if text.isdigit():
+        return int(text)
+    parts = DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise DockerfileError(f"HEALTHCHECK: invalid duration {text!r}", b.path, line)
+    return int(sum(float(n) * UNITS[u] for n, u in parts))
+
+
+def healthcheck(b, stage, ins, args, line):
+    from minirun.image.dockerfile import instruction_flags
+    flags = instruction_flags(ins, ("interval", "timeout", "start-period", "start-interval",
+                                    "retries"), b.path, line)
+    kind = (args[0] if args else "").upper()
+    if kind == "NONE":
+        _config(stage)["Healthcheck"] = {"Test": ["NONE"]}
+        return
+    if kind != "CMD" or len(args) < 2:
+        raise DockerfileError("HEALTHCHECK takes CMD command, or NONE", b.path, line)
+    test = ["CMD"] + args[1:] if ins.json_form else ["CMD-SHELL", " ".join(args[1:])]
+    check = {"Test": test}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                      ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+        if flag in flags:
+            check[key] = _duration(flags[flag], b, line)
+    if "retries" in flags:
+        if not flags["retries"].isdigit():
+            raise DockerfileError(f"HEALTHCHECK --retries={flags['retries']}: not a number",
+                                  b.path, line)
+        check["Retries"] = int(flags["retries"])
+    _config(stage)["Healthcheck"] = check
+
+
+# --- instructions that change the filesystem ---------------------------------------
+
+def workdir(b, stage, ins, args, line):
+    cfg = _config(stage)
+    path = posixpath.normpath(posixpath.join(cfg.get("WorkingDir") or "/", args[0]))
+    cfg["WorkingDir"] = path
+    if lookup(b.layer_dirs(stage.config), path) is None:   # Docker creates it
+        tree = b.store.mkdtemp("workdir-")
+        try:
+            make_parents(tree, path, b.layer_dirs(stage.config), include_last=True)
+            b.commit_layer(stage, tree)
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+
+
+def run(b, stage, ins, args, line):
+    """A container from the stage's layers: its upper dir becomes a layer."""
+    if ins.json_form:
+        command = list(args)
+    else:
+        script = args[0] if args else ""
+        if ins.heredocs:
+            if script.strip() == f"<<{ins.heredocs[0].name}" or re.fullmatch(
+                    r"\s*<<-?['\"]?\w+['\"]?\s*", script):
+                script = ins.heredocs[0].content          # RUN <<EOF: the body is the script
+            else:
+                script += "\n" + "".join(f"{h.content}{h.name}\n" for h in ins.heredocs)
+        command = (_config(stage).get("Shell") or DEFAULT_SHELL) + [script]
+    code, upper, bundle = run_container(b, stage, command, line)
+    try:
+        if code != 0:
+            raise DockerfileError(f"RUN: the command {json.dumps(command)} returned a non-zero "
+                                  f"code: {code}", b.path, line)
+        drop_mount_points(upper, b.layer_dirs(stage.config))
+        b.commit_layer(stage, upper)
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+def run_container(b, stage, command, line):
+    """Start a build container with the one start sequence; its exit code,
+    its upper dir and its bundle (to be removed by the caller)."""
+    from minirun.image.store import Image
+    from minirun.runtime import container
+    from minirun.runtime.options import RunOptions, build_spec
+    from minirun.runtime.start import finish, hold_signals, launch, release_signals, supervise
+    cfg = _config(stage)
+    diff_ids = stage.config["rootfs"]["diff_ids"]
+    image = Image("", stage.config, b.layer_dirs(stage.config),
+                  [b.store.layer_link(d) for d in diff_ids])
+    env_names = {e.split("=", 1)[0] for e in cfg.get("Env") or []}
+    build_args = [f"{k}={v}" for k, v in (b.scope.stage_args or {}).items() if k not in env_names]
+    bundle = b.store.mkdtemp("build-")
+    cid = container.new_id()
+    if not diff_ids:
+        raise DockerfileError("RUN in an empty image (FROM scratch): there is no shell to run",
+                              b.path, line)
+    try:
+        for d in ("upper", "work", "rootfs"):
+            os.mkdir(os.path.join(bundle, d))
+        opts = RunOptions(command=command, entrypoint="", env=build_args, network="host",
+                          hostname=cid[:12])
+        spec = build_spec(opts, image, cid, bundle)
+        container.write_etc_files(bundle, spec.hostname, container.host_hosts_lines(),
+                                  keep_loopback_dns=True)
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        hold_signals()
+        try:
+            running = launch(spec, None)
+        except ExecError as e:
+            release_signals()
+            raise DockerfileError(f"RUN: {e}", b.path, line) from None
+        except BaseException:
+            release_signals()
+            raise
+        try:
+            code = supervise(running)
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+        finish(spec, None)
+        return code, os.path.join(bundle, "upper"), bundle
+    except BaseException:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+
+
+def drop_mount_points(upper, lowers):
+    """Remove what the start sequence made as mount points (an empty
+    /etc/hosts...) where the image had nothing."""
+    for rel in MOUNT_TARGETS:
+        path = os.path.join(upper, rel)
+        if not os.path.lexists(path) or lookup(lowers, "/" + rel) is not None:
+            continue
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(path)            # only when empty
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def lookup(lowers, path):
+    """lstat of `path` as the stacked layers (bottom first) show it, or None."""
+    rel = path.strip("/")
+    if not rel:
+        return os.lstat(lowers[-1]) if lowers else None
+    for layer in reversed(lowers):
+        candidate = os.path.join(layer, rel)
+        try:
+            st = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return None if layerfs.is_whiteout(st) else st
+    return None
+
+
+def make_parents(tree, path, lowers, include_last=False):
+    """Create `path`'s parent directories in `tree`, each with the owner,
+    mode and mtime the layers below give it (so the layer does not change
+    them), or root's 0755 when new."""
+    parts = path.strip("/").split("/")
+    upto = parts if include_last else parts[:-1]
+    current = ""
+    for part in upto:
+        if not part:
+            continue
+        current += "/" + part
+        target = tree + current
+        if os.path.isdir(target):
+            continue
+        os.mkdir(target, 0o755)
+        below = lookup(lowers, current)
+        if below is not None and stat.S_ISDIR(below.st_mode):
+            os.chown(target, below.st_uid, below.st_gid)
+            os.chmod(target, stat.S_IMODE(below.st_mode))
+            os.utime(target, ns=(below.st_atime_ns, below.st_mtime_ns))
+    return tree + (current or "/")
+
+
+def copy(b, stage, ins, args, line):
+    _copy_or_add(b, stage, ins, args, line, extract_archives=False)
+
+
+def add(b, stage, ins, args, line):
+    _copy_or_add(b, stage, ins, args, line, extract_archives=True)
+
+
+def _copy_or_add(b, stage, ins, args, line, extract_archives):
+    from minirun.image.dockerfile import instruction_flags
+    from minirun.runtime.users import resolve_user
+    what = ins.keyword.upper()
+    if len(args) < 2:
+        raise DockerfileError(f"{what} requires at least two arguments: SOURCE... DEST",
+                              b.path, line)
+    flags = instruction_flags(ins, ("from", "chown", "chmod", "link"), b.path, line)
+    lowers = b.layer_dirs(stage.config)
+    cfg = _config(stage)
+    sources, dest = args[:-1], args[-1]
+    dest_abs = posixpath.normpath(posixpath.join(cfg.get("WorkingDir") or "/", dest))
+    owner = (0, 0)
+    if flags.get("chown"):
+        try:
+            u = resolve_user(flags["chown"], lowers)
+        except MinirunError as e:
+            raise DockerfileError(f"{what} --chown={flags['chown']}: {e}", b.path, line) from None
+        owner = (u.uid, u.gid)
+    mode = None
+    if flags.get("chmod"):
+        if not re.fullmatch(r"[0-7]{3,4}", flags["chmod"]):
+            raise DockerfileError(f"{what} --chmod={flags['chmod']}: an octal mode, e.g. 0755",
+                                  b.path, line)
+        mode = int(flags["chmod"], 8)
+    heredocs = {h.name: h for h in ins.heredocs}
+    is_glob = any(set(s) & set("*?[") for s in sources)
+    below = lookup(lowers, dest_abs)
+    dest_is_dir = dest.endswith("/") or len(sources) > 1 or is_glob or (
+        below is not None and stat.S_ISDIR(below.st_mode))
+    tree = b.store.mkdtemp("copy-")
+    staging = None
+    try:
+        if "from" in flags:
+            staging = b.store.mkdtemp("from-")
+            source_root = staging
+            source_lowers = b.layer_dirs(b._copy_from_config(flags["from"], ins, line))
+            rels = []
+            for s in sources:
+                rel = posixpath.normpath("/" + s).strip("/")
+                if not materialize(source_lowers, rel, staging):
+                    raise DockerfileError(f"{what} --from={flags['from']}: {s}: no such file or "
+                                          f"directory", b.path, line)
+                rels.append(rel)
+            walk = None
+        else:
+            source_root = b.context.root
+            plain = [s for s in sources if s.lstrip("<") not in heredocs]
+            rels = b.context.sources(plain, what, b.path, line)
+            walk = b.context.walk
+        target_dir = make_parents(tree, dest_abs, lowers, include_last=dest_is_dir)
+        for s in sources:
+            if s.startswith("<<") and s[2:] in heredocs:
+                path = os.path.join(target_dir, s[2:]) if dest_is_dir else tree + dest_abs
+                with open(path, "w") as f:
+                    f.write(heredocs[s[2:]].content)
+                _own(path, owner, 0o644 if mode is None else mode)
+        for rel in rels:
+            src = os.path.join(source_root, rel) if rel else source_root
+            if os.path.isdir(src):
+                _copy_tree(source_root, rel, target_dir if dest_is_dir else
+                           make_parents(tree, dest_abs, lowers, include_last=True),
+                           owner, mode, walk)
+            elif extract_archives and _is_archive(src):
+                os.makedirs(tree + dest_abs, exist_ok=True)
+                with open(src, "rb") as f:
+                    layerfs.unpack_tar(f, tree + dest_abs, layer=False)
+            else:
+                target = os.path.join(target_dir, os.path.basename(rel)) if dest_is_dir \
+                    else tree + dest_abs
+                _copy_file(src, target, owner, mode)
+        b.commit_layer(stage, tree)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_archive(path):
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _own(path, owner, mode=None):
+    os.lchown(path, *owner)
+    if mode is not None and not os.path.islink(path):
+        os.chmod(path, mode)
+
+
+def _copy_file(src, target, owner, mode):
+    """One file (a source symlink followed: it was checked to stay inside)."""
+    shutil.copy2(src, target)
+    _own(target, owner, mode)
+
+
+def _copy_tree(root, rel, target, owner, mode, walk=None):
+    """A directory's contents (not the directory itself, as Docker copies),
+    symlinks inside kept as symlinks, .dockerignore'd entries left out."""
+    src_top = os.path.join(root, rel) if rel else root
+    shutil.copystat(src_top, target)
+    _own(target, owner)
+    entries = walk(rel) if walk else _walk(src_top, rel)
+    dirs = []
+    for sub in entries:
+        src = os.path.join(root, sub)
+        dst = os.path.join(target, os.path.relpath(sub, rel) if rel else sub)
+        st = os.lstat(src)
+        if stat.S_ISDIR(st.st_mode):
+            os.makedirs(dst, exist_ok=True)
+            dirs.append((src, dst))
+            _own(dst, owner, mode)
+        elif stat.S_ISLNK(st.st_mode):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink(os.readlink(src), dst)
+            _own(dst, owner)
+        elif stat.S_ISREG(st.st_mode) or layerfs.is_whiteout(st):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if layerfs.is_whiteout(st):
+                continue
+            shutil.copy2(src, dst, follow_symlinks=False)
+            _own(dst, owner, mode)
+    for src, dst in reversed(dirs):
+        shutil.copystat(src, dst, follow_symlinks=False)
+        if mode is not None:
+            os.chmod(dst, mode)
+
+
+def _walk(top, rel):
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        sub = os.path.relpath(dirpath, top)
+        for name in dirnames + filenames:
+            path = name if sub == "." else os.path.join(sub, name)
+            out.append(os.path.join(rel, path) if rel else path)
+    return sorted(out)
+
+
+def materialize(lowers, rel, out):
+    """Copy `rel` as the stacked layers show it into `out` (same relative
+    path), applying whiteouts and opaque directories layer by layer."""
+    found = False
+    for layer in lowers:
+        src = os.path.join(layer, rel) if rel else layer
+        try:
+            st = os.lstat(src)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        dst = os.path.join(out, rel) if rel else out
+        if layerfs.is_whiteout(st):
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                shutil.rmtree(dst)
+            elif os.path.lexists(dst):
+                os.unlink(dst)
+            found = False
+            continue
+        found = True
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if stat.S_ISDIR(st.st_mode):
+            if layerfs.is_opaque(src) and os.path.isdir(dst):
+                shutil.rmtree(dst)
+            _overlay_dir(src, dst)
+        else:
+            if os.path.lexists(dst):
+                shutil.rmtree(dst) if os.path.isdir(dst) and not os.path.islink(dst) \
+                    else os.unlink(dst)
+            shutil.copy2(src, dst, follow_symlinks=False)
+            os.lchown(dst, st.st_uid, st.st_gid)
+    return found
+
+
+def _overlay_dir(src, dst):
+    os.makedirs(dst, exist_ok=True)
+    for name in os.listdir(src):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        st = os.lstat(s)
+        if layerfs.is_whiteout(st):
+            if os.path.isdir(d) and not os.path.islink(d):
+                shutil.rmtree(d)
+            elif os.path.lexists(d):
+                os.unlink(d)
+        elif stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(d) and (not os.path.isdir(d) or os.path.islink(d)):
+                os.unlink(d)
+            if layerfs.is_opaque(s) and os.path.isdir(d):
+                shutil.rmtree(d)
+            _overlay_dir(s, d)
+        else:
+            if os.path.isdir(d) and not os.path.islink(d):
+                shutil.rmtree(d)
+            elif os.path.lexists(d):
+                os.unlink(d)
+            shutil.copy2(s, d, follow_symlinks=False)
+            os.lchown(d, st.st_uid, st.st_gid)
+    shutil.copystat(src, dst)
+    st = os.lstat(src)
+    os.chown(dst, st.st_uid, st.st_gid)
+
+
+HANDLERS = {
+    "env": env, "label": label, "maintainer": maintainer, "arg": arg, "cmd": cmd,
+    "entrypoint": entrypoint, "shell": shell, "user": user, "stopsignal": stopsignal,
+    "expose": expose, "volume": volume, "onbuild": onbuild, "healthcheck": healthcheck,
+    "workdir": workdir, "run": run, "copy": copy, "add": add,
+}
