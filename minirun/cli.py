@@ -450,12 +450,14 @@ def tag(source, target):
 
 
 @cli.command()
+@click.option("--no-trunc", is_flag=True, help="Show whole commands.")
 @click.argument("image")
-def history(image):
+def history(image, no_trunc):
     """The steps that made an image, newest first."""
     require_root()
     from minirun.image import manage
-    table([("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")] + manage.history(store(), image))
+    table([("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")] +
+          manage.history(store(), image, truncate=not no_trunc))
 
 
 @cli.command()

@@ -208,6 +208,8 @@ class Builder:
     def _created_by(ins, args):
         if ins.keyword == "run":
             return ("RUN " + json.dumps(args)) if ins.json_form else "/bin/sh -c " + " ".join(args)
+        if ins.keyword in ("env", "label"):
+            args = [f"{args[i]}={args[i + 1]}" for i in range(0, len(args), 3)]
         return f"/bin/sh -c #(nop) {ins.keyword.upper()} {' '.join(args)}"
 
     def _cache_key(self, stage, ins, args, content):

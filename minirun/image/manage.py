@@ -106,7 +106,7 @@ def prune(store, everything=False):
     return lines
 
 
-def history(store, ref):
+def history(store, ref, truncate=True):
     """(image, created, created by, size, comment) rows, newest first."""
     image = store.load(ref)
     diff_ids = list(image.config["rootfs"]["diff_ids"])
@@ -117,8 +117,10 @@ def history(store, ref):
         if not entry.get("empty_layer") and layer < len(diff_ids):
             size = _size(store.layer_dir(diff_ids[layer]))
             layer += 1
-        rows.append(("<missing>", _ago(entry.get("created")),
-                     (entry.get("created_by") or "")[:60], human_size(size),
+        created_by = entry.get("created_by") or ""
+        if truncate and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append(("<missing>", _ago(entry.get("created")), created_by, human_size(size),
                      entry.get("comment", "")))
     rows.reverse()
     if rows:
