@@ -70,10 +70,8 @@ def write_tar(root, fileobj):
                 info.mode = 0o600
                 tar.addfile(info)
                 continue
-            info = tar.gettarinfo(path, arcname=rel)
-            info.uname = info.gname = ""
-            info.mtime = int(info.mtime)
             st = os.lstat(path)
+            info = _tarinfo(rel, path, st)
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 if key in hardlinks:
@@ -86,6 +84,28 @@ def write_tar(root, fileobj):
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
+
+
+TAR_TYPES = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE,
+             stat.S_IFLNK: tarfile.SYMTYPE, stat.S_IFCHR: tarfile.CHRTYPE,
+             stat.S_IFBLK: tarfile.BLKTYPE, stat.S_IFIFO: tarfile.FIFOTYPE}
+
+
+def _tarinfo(rel, path, st):
+    """A tar header from lstat alone: no user or group names, whole-second
+    mtimes (tarfile's gettarinfo would look the names up, file by file)."""
+    info = tarfile.TarInfo(rel)
+    info.type = TAR_TYPES.get(stat.S_IFMT(st.st_mode), tarfile.REGTYPE)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    if info.type == tarfile.REGTYPE:
+        info.size = st.st_size
+    elif info.type == tarfile.SYMTYPE:
+        info.linkname = os.readlink(path)
+    elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info
 
 
 class HashWriter:

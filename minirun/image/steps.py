@@ -386,10 +386,13 @@ def _own(path, owner, mode=None):
         os.chmod(path, mode)
 
 
-def _copy_file(src, target, owner, mode):
-    """One file (a source symlink followed: it was checked to stay inside)."""
-    shutil.copy2(src, target)
-    _own(target, owner, mode)
+def _copy_file(src, target, owner, mode, st=None):
+    """One file's bytes, mode and mtime (a source symlink is followed: it
+    was checked to stay inside). No xattrs, as Docker's COPY."""
+    st = st or os.stat(src)
+    shutil.copyfile(src, target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _own(target, owner, stat.S_IMODE(st.st_mode) if mode is None else mode)
 
 
 def _copy_tree(root, rel, target, owner, mode, walk=None):
@@ -399,25 +402,23 @@ def _copy_tree(root, rel, target, owner, mode, walk=None):
     shutil.copystat(src_top, target)
     _own(target, owner)
     entries = walk(rel) if walk else _walk(src_top, rel)
-    dirs = []
+    dirs, made = [], {target}
     for sub in entries:
         src = os.path.join(root, sub)
         dst = os.path.join(target, os.path.relpath(sub, rel) if rel else sub)
         st = os.lstat(src)
+        if os.path.dirname(dst) not in made:     # its directory was .dockerignore'd
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
         if stat.S_ISDIR(st.st_mode):
             os.makedirs(dst, exist_ok=True)
+            made.add(dst)
             dirs.append((src, dst))
             _own(dst, owner, mode)
         elif stat.S_ISLNK(st.st_mode):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.symlink(os.readlink(src), dst)
             _own(dst, owner)
-        elif stat.S_ISREG(st.st_mode) or layerfs.is_whiteout(st):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            if layerfs.is_whiteout(st):
-                continue
-            shutil.copy2(src, dst, follow_symlinks=False)
-            _own(dst, owner, mode)
+        elif stat.S_ISREG(st.st_mode):
+            _copy_file(src, dst, owner, mode, st)
     for src, dst in reversed(dirs):
         shutil.copystat(src, dst, follow_symlinks=False)
         if mode is not None:
