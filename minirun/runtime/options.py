@@ -225,15 +225,19 @@ def network_namespaces(opts):
 
 
 def parse_network_requests(opts):
-    """-p and --dns, checked: (ports, dns servers)."""
-    import ipaddress
-    from minirun.network.networks import parse_port
-    ports = [parse_port(p) for p in opts.publish]
-    for ip in opts.dns:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise UsageError(f"--dns {ip}: not an IP address") from None
+    """-p and --dns, checked: (ports, dns servers). What checks them is
+    imported only when they are given: a plain `run` does not pay for it."""
+    ports = []
+    if opts.publish:
+        from minirun.network.networks import parse_port
+        ports = [parse_port(p) for p in opts.publish]
+    if opts.dns:
+        import ipaddress
+        for ip in opts.dns:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise UsageError(f"--dns {ip}: not an IP address") from None
     return ports, list(opts.dns)
 
 
