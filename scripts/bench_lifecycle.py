@@ -23,7 +23,7 @@ def run(cmd):
 try:
     t = time.perf_counter()
     for i in range(n):
-        cid = run(minirun + ["run", "-d", "busybox", "sh", "-c", SCRIPT])
+        cid = run(minirun + ["run", "-d", "--network", "none", "busybox", "sh", "-c", SCRIPT])
         run(minirun + ["stop", cid])
         run(minirun + ["rm", cid])
     ours = (time.perf_counter() - t) / n
@@ -44,7 +44,7 @@ try:
     print(f"  ratio minirun/runc: {ours / theirs:.2f}x")
 
     t = time.perf_counter()
-    procs = [subprocess.Popen(minirun + ["run", "-d", "busybox", "sleep", "60"], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(minirun + ["run", "-d", "--network", "none", "busybox", "sleep", "60"], stdout=subprocess.PIPE,
                               text=True) for _ in range(20)]
     ids = [p.communicate()[0].strip() for p in procs]
     wall = time.perf_counter() - t
