@@ -84,6 +84,7 @@ class Builder:
 
     def build(self):
         """Run every stage up to the target; tag and return the image id."""
+        self.store.sweep_tmp()
         dockerfile = parse_file(self.path)
         self.scope = BuildScope(self.opts.build_args, dockerfile.escape, self.path)
         instructions = self._up_to_target(dockerfile.instructions)

@@ -90,6 +90,7 @@ def prune(store, everything=False):
     """Unnamed images (all unused ones with -a), then the build cache and
     the layers nobody needs any more."""
     lines = []
+    store.sweep_tmp()
     with store.lock():
         named = set(store.names().values())
         used = set(_used_by_containers(store))

@@ -101,9 +101,23 @@ class Store:
                 self._lock_depth = 0
 
     def mkdtemp(self, prefix):
+        """tmp/<prefix><pid>-<random>: the pid tells sweep_tmp whose it is."""
         import tempfile
         self.ensure_dirs()
-        return tempfile.mkdtemp(dir=self.tmp, prefix=prefix)
+        return tempfile.mkdtemp(dir=self.tmp, prefix=f"{prefix}{os.getpid()}-")
+
+    def sweep_tmp(self):
+        """Remove what processes killed mid-work (a SIGKILLed build) left in tmp/."""
+        import shutil
+        from minirun.runtime.state import process_start_time
+        try:
+            entries = os.listdir(self.tmp)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            pid = entry.rsplit("-", 2)[-2] if entry.count("-") >= 2 else ""
+            if pid.isdigit() and process_start_time(int(pid)) is None:
+                shutil.rmtree(os.path.join(self.tmp, entry), ignore_errors=True)
 
     # --- names ---------------------------------------------------------
     def names(self):

@@ -195,6 +195,28 @@ def test_bad_builds_fail_clearly_and_leave_nothing(m, tmp_path, dockerfile, file
     assert "bad" not in m("images", check=0).stdout
 
 
+def test_a_build_killed_mid_run_leaves_nothing_for_long(m, tmp_path):
+    import signal
+    import time
+    ctx = write(tmp_path, {"Dockerfile": "FROM busybox\nRUN touch /started && sleep 30\n"})
+    m("images", "-q", check=0)
+    before = store_files(m.root)
+    proc = m.popen("build", "-t", "killed", ctx, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not any(os.path.exists(os.path.join(m.root, "tmp", e, "upper", "started"))
+                  for e in os.listdir(os.path.join(m.root, "tmp"))):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # the RUN container died with it (the leak check sees no process); the
+    # next build clears the dead one's work in progress
+    build(m, write(tmp_path / "next", {"Dockerfile": "FROM busybox\nENV A=1\n"}), "-t", "next")
+    layers = {f for f in store_files(m.root) if f.startswith("layers/")}
+    assert layers == {f for f in before if f.startswith("layers/")}   # ENV adds none
+    assert os.listdir(os.path.join(m.root, "tmp")) == []
+
+
 def test_exit_code_of_the_failing_run_is_named(m, tmp_path):
     ctx = write(tmp_path, {"Dockerfile": "FROM busybox\nRUN exit 3\n"})
     failed = build(m, ctx, check=None)
