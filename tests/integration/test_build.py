@@ -123,6 +123,18 @@ def test_cache_hits_then_rebuilds_from_the_changed_copy(m, tmp_path):
     assert "Using cache" not in build(m, ctx, "--no-cache", "-t", "c").stdout
 
 
+def test_identical_layers_are_stored_once(m, tmp_path):
+    for name in ("one", "two"):
+        ctx = write(tmp_path / name, {"Dockerfile": f"FROM busybox\nLABEL which={name}\n"
+                                                    f"COPY same.txt /same.txt\n",
+                                      "same.txt": "identical\n"})
+        os.utime(os.path.join(ctx, "same.txt"), (1_000_000, 1_000_000))
+        build(m, ctx, "-t", name)
+    one, two = (config_of_image(m, n)["rootfs"]["diff_ids"] for n in ("one", "two"))
+    assert one == two and config_of_image(m, "one")["Id"] != config_of_image(m, "two")["Id"]
+    assert len(os.listdir(os.path.join(m.root, "layers"))) == 2     # busybox's and the copy
+
+
 def test_build_arg_is_part_of_the_run_cache_key(m, tmp_path):
     ctx = write(tmp_path, {"Dockerfile": "FROM busybox\nARG V=a\nRUN echo $V > /v\n"})
     build(m, ctx, "-t", "arg")
@@ -140,9 +152,11 @@ COPY --from=builder /out/artifact /artifact
 FROM busybox
 COPY --from=builder /out /result
 COPY --from=1 /artifact /again
+COPY --from=busybox /etc/passwd /from-image
 """})
     build(m, ctx, "-t", "multi")
     assert run_out(m, "multi", "sh", "-c", "ls /result; cat /again") == "artifact\nbuilt\n"
+    assert run_out(m, "multi", "head", "-1", "/from-image").startswith("root:")
     build(m, ctx, "-t", "bare", "--target", "bare")
     cfg = json.loads(m("inspect", "bare", check=0).stdout)[0]
     assert len(cfg["rootfs"]["diff_ids"]) == 1
