@@ -561,3 +561,9 @@ def main():
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as e:
+        # Last resort for a path the user gave that a check above missed:
+        # still one line, never a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"minirun: {where}{e.strerror or e}", err=True)
+        sys.exit(125)

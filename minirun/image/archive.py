@@ -47,7 +47,11 @@ def save(store, refs, out_path, fmt="docker"):
         images.append((image, [wanted] if wanted else names))
     tmp = f"{out_path}.tmp-{os.getpid()}"
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as out:
+        f = open(tmp, "wb")
+    except OSError as e:
+        raise ArchiveError(f"cannot write {out_path}: {e.strerror}") from None
+    try:
+        with f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as out:
             (_save_docker if fmt == "docker" else _save_oci)(store, images, out)
         os.replace(tmp, out_path)
     except BaseException:
@@ -196,11 +200,23 @@ def _member(tar, name, what):
 
 
 def load(store, path):
-    """Read a docker-archive or OCI-layout tar; returns [(image id, names)]."""
+    """Read a docker-archive or OCI-layout tar; returns [(image id, names)].
+    Layers of a damaged archive that were read whole stay (they are complete
+    and content-addressed); no image is recorded without all of its layers."""
+    try:
+        return _load(store, path)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, json.JSONDecodeError) as e:
+        raise ArchiveError(f"{path}: damaged archive: {e}") from None
+
+
+def _load(store, path):
     try:
         tar = tarfile.open(path)
-    except (OSError, tarfile.TarError) as e:
-        raise ArchiveError(f"cannot read {path}: {e}") from None
+    except OSError as e:
+        raise ArchiveError(f"cannot read {path}: {e.strerror}") from None
+    except tarfile.TarError:
+        raise ArchiveError(f"cannot read {path}: not a tar archive (plain, gzip, bzip2 or xz)") \
+            from None
     with tar:
         names = set(tar.getnames())
         if "manifest.json" in names:
@@ -262,7 +278,7 @@ def import_rootfs(store, path, name):
     with f:
         try:
             digest = _store_layer(store, f, layer=False)
-        except tarfile.TarError as e:
+        except (tarfile.TarError, EOFError, gzip.BadGzipFile) as e:
             raise ArchiveError(f"{path}: not a tar archive ({e})") from None
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     config = {"architecture": "amd64", "os": "linux", "created": created,

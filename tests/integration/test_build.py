@@ -333,6 +333,21 @@ def test_save_and_load_round_trip_in_both_formats(m, tmp_path, store_root):
         tmp_path / "trip-docker.tar").extractfile(w)).getnames()) for w in whiteouts)
 
 
+def test_damaged_or_unwritable_archives_are_one_line_errors(m, tmp_path):
+    m("save", "-o", str(tmp_path / "ok.tar"), "busybox", check=0)
+    data = (tmp_path / "ok.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.tar").write_text("not a tar\n")
+    for args, message in ((["load", "-i", str(tmp_path / "cut.tar")], "damaged archive"),
+                          (["load", "-i", str(tmp_path / "junk.tar")], "not a tar archive"),
+                          (["save", "-o", str(tmp_path / "no" / "x.tar"), "busybox"],
+                           "cannot write")):
+        done = m(*args)
+        assert done.returncode == 125 and message in done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+    assert os.listdir(os.path.join(m.root, "tmp")) == []
+
+
 def test_import_makes_a_one_layer_image(m, tmp_path):
     rootfs = tmp_path / "rootfs"
     (rootfs / "bin").mkdir(parents=True)
