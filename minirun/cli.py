@@ -21,6 +21,16 @@ def store():
     return Store(click.get_current_context().find_root().params["root"])
 
 
+def store_with(refs):
+    """The store, with the embedded images among `refs` made if not yet."""
+    from minirun.image.embedded import ensure_embedded, is_embedded
+    s = store()
+    for ref in refs:
+        if is_embedded(ref):
+            ensure_embedded(s, ref)
+    return s
+
+
 @click.group(context_settings=CONTEXT)
 @click.option("--root", envvar="MINIRUN_ROOT", default="/var/lib/minirun", show_default=True,
               help="Where images and containers are stored.")
@@ -178,7 +188,7 @@ def inspect(targets):
     import json
     from minirun.errors import ContainerNotFound
     from minirun.runtime import lifecycle
-    s = store()
+    s = store_with(targets)
     docs = []
     for target in targets:
         try:
@@ -445,7 +455,7 @@ def tag(source, target):
     require_root()
     from minirun.image.store import check_name
     check_name(target)
-    s = store()
+    s = store_with([source])
     s.tag(target, s.resolve_id(source))
 
 
@@ -457,7 +467,7 @@ def history(image, no_trunc):
     require_root()
     from minirun.image import manage
     table([("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")] +
-          manage.history(store(), image, truncate=not no_trunc))
+          manage.history(store_with([image]), image, truncate=not no_trunc))
 
 
 @cli.command()
@@ -469,7 +479,7 @@ def save(output, fmt, images):
     """Write images to a tar archive that docker load (or OCI tools) reads."""
     require_root()
     from minirun.image import archive
-    archive.save(store(), images, output, fmt)
+    archive.save(store_with(images), images, output, fmt)
 
 
 @cli.command()
