@@ -124,6 +124,10 @@ class Builder:
         raise MinirunError(f"target stage {self.opts.target!r} could not be found")
 
     def _from(self, ins):
+        platform = instruction_flags(ins, ("platform",), self.path).get("platform")
+        if platform not in (None, "linux/amd64", "linux/x86_64"):
+            raise DockerfileError(f"FROM --platform={platform}: minirun builds for linux/amd64 "
+                                  f"only", self.path, ins.start_line)
         args = self.scope.expand(ins)
         if len(args) not in (1, 3) or len(args) == 3 and args[1].lower() != "as":
             raise DockerfileError("FROM takes IMAGE [AS NAME]", self.path, ins.start_line)

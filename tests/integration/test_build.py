@@ -201,6 +201,7 @@ def test_dockerignore_patterns_and_exceptions(m, tmp_path):
     ("FROM nosuchimage\n", {}, "Dockerfile:1: unable to find image 'nosuchimage'"),
     ("FROM busybox\nBOGUS x\n", {}, "Dockerfile:2: unknown instruction: BOGUS"),
     ("FROM busybox\nCOPY --nope=1 a /\n", {}, "Dockerfile:2: unknown flag: --nope"),
+    ("FROM busybox\nRUN --mount=type=cache,target=/x true\n", {}, "unknown flag: --mount for RUN"),
     ("FROM busybox\nCOPY missing.txt /\n", {}, "file not found in build context"),
 ])
 def test_bad_builds_fail_clearly_and_leave_nothing(m, tmp_path, dockerfile, files, message):
