@@ -61,10 +61,7 @@ def save(store, refs, out_path, fmt="docker"):
 
 
 def _add_bytes(out, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    out.addfile(info, io.BytesIO(data))
+    _add_file(out, name, io.BytesIO(data), len(data))
 
 
 def _layer_tar(store, diff_id, scratch):

@@ -165,11 +165,9 @@ class Builder:
         return None
 
     def _image(self, ref, ins):
-        from minirun.image.embedded import ensure_embedded, is_embedded
-        if is_embedded(ref):
-            ensure_embedded(self.store, ref)
+        from minirun.image import embedded
         try:
-            return self.store.load(ref)
+            return embedded.load(self.store, ref)
         except ImageNotFound as e:
             raise DockerfileError(f"{e} (minirun builds offline: only local images)", self.path,
                                   ins.start_line if ins else None) from None

@@ -70,3 +70,10 @@ def ensure_embedded(store, name):
                               "created": "1970-01-01T00:00:00Z"}]
         config["created"] = "1970-01-01T00:00:00Z"
         store.tag(name, store.add_image(config))
+
+
+def load(store, ref):
+    """store.load(ref), the embedded image made first if that is what `ref` names."""
+    if is_embedded(ref):
+        ensure_embedded(store, ref)
+    return store.load(ref)

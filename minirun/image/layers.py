@@ -171,7 +171,8 @@ def _real_parent(dest, rel):
     return parent
 
 
-def _clear(path):
+def remove_path(path):
+    """Whatever is at `path` (a file, a link, a whole tree) goes; nothing there is fine."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -201,17 +202,17 @@ def unpack_tar(fileobj, dest, layer=True):
                 continue
             if layer and base.startswith(WHITEOUT):
                 target = os.path.join(parent, base[len(WHITEOUT):])
-                _clear(target)
+                remove_path(target)
                 os.mknod(target, stat.S_IFCHR | 0o600, 0)
                 continue
             path = os.path.join(parent, base)
             if member.isdir():
                 if not os.path.isdir(path) or os.path.islink(path):
-                    _clear(path)
+                    remove_path(path)
                     os.mkdir(path, 0o700)
                 dirs.append((path, member))
                 continue
-            _clear(path)
+            remove_path(path)
             if member.isreg():
                 with open(path, "xb") as f:
                     src = tar.extractfile(member)

@@ -448,54 +448,29 @@ def materialize(lowers, rel, out):
         except (FileNotFoundError, NotADirectoryError):
             continue
         dst = os.path.join(out, rel) if rel else out
-        if layerfs.is_whiteout(st):
-            if os.path.isdir(dst) and not os.path.islink(dst):
-                shutil.rmtree(dst)
-            elif os.path.lexists(dst):
-                os.unlink(dst)
-            found = False
-            continue
-        found = True
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if stat.S_ISDIR(st.st_mode):
-            if layerfs.is_opaque(src) and os.path.isdir(dst):
-                shutil.rmtree(dst)
-            _overlay_dir(src, dst)
-        else:
-            if os.path.lexists(dst):
-                shutil.rmtree(dst) if os.path.isdir(dst) and not os.path.islink(dst) \
-                    else os.unlink(dst)
-            shutil.copy2(src, dst, follow_symlinks=False)
-            os.lchown(dst, st.st_uid, st.st_gid)
+        found = not layerfs.is_whiteout(st)
+        _apply_entry(src, dst, st)
     return found
 
 
-def _overlay_dir(src, dst):
-    os.makedirs(dst, exist_ok=True)
-    for name in os.listdir(src):
-        s, d = os.path.join(src, name), os.path.join(dst, name)
-        st = os.lstat(s)
-        if layerfs.is_whiteout(st):
-            if os.path.isdir(d) and not os.path.islink(d):
-                shutil.rmtree(d)
-            elif os.path.lexists(d):
-                os.unlink(d)
-        elif stat.S_ISDIR(st.st_mode):
-            if os.path.lexists(d) and (not os.path.isdir(d) or os.path.islink(d)):
-                os.unlink(d)
-            if layerfs.is_opaque(s) and os.path.isdir(d):
-                shutil.rmtree(d)
-            _overlay_dir(s, d)
-        else:
-            if os.path.isdir(d) and not os.path.islink(d):
-                shutil.rmtree(d)
-            elif os.path.lexists(d):
-                os.unlink(d)
-            shutil.copy2(s, d, follow_symlinks=False)
-            os.lchown(d, st.st_uid, st.st_gid)
-    shutil.copystat(src, dst)
-    st = os.lstat(src)
-    os.chown(dst, st.st_uid, st.st_gid)
+def _apply_entry(src, dst, st):
+    """One layer's entry over what the layers below left at `dst`."""
+    if layerfs.is_whiteout(st):
+        layerfs.remove_path(dst)
+    elif stat.S_ISDIR(st.st_mode):
+        if not os.path.isdir(dst) or os.path.islink(dst) or layerfs.is_opaque(src):
+            layerfs.remove_path(dst)
+        os.makedirs(dst, exist_ok=True)
+        for name in os.listdir(src):
+            _apply_entry(os.path.join(src, name), os.path.join(dst, name),
+                         os.lstat(os.path.join(src, name)))
+        shutil.copystat(src, dst)
+        os.chown(dst, st.st_uid, st.st_gid)
+    else:
+        layerfs.remove_path(dst)
+        shutil.copy2(src, dst, follow_symlinks=False)
+        os.lchown(dst, st.st_uid, st.st_gid)
 
 
 HANDLERS = {

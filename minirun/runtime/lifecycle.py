@@ -17,13 +17,6 @@ from minirun.errors import ContainerNotFound, MinirunError, UsageError
 from minirun.runtime import container, state as statefile
 
 
-def load_image(store, ref):
-    from minirun.image.embedded import ensure_embedded, is_embedded
-    if is_embedded(ref):
-        ensure_embedded(store, ref)
-    return store.load(ref)
-
-
 def cgroup_driver():
     from minirun.linux import cgroups
     return cgroups.detect()
@@ -52,7 +45,8 @@ def create(store, image_ref, opts):
     """Prepare a container from RunOptions; returns its id. Every check
     happens before the disk changes."""
     from minirun.runtime.options import build_spec, parse_add_host, parse_network_requests
-    image = load_image(store, image_ref)
+    from minirun.image import embedded
+    image = embedded.load(store, image_ref)
     cid = container.new_id()
     spec = build_spec(opts, image, cid, os.path.join(store.containers, cid))
     ports, dns = parse_network_requests(opts)
