@@ -37,8 +37,7 @@ def disconnect(store_root, container_id, attachment):
     with nets.lock():
         if not nets.leases(attachment.network):
             bridge.remove_bridge(attachment.bridge)
-    if attachment.network != DEFAULT:
-        refresh_hosts(store_root, attachment.network)
+    refresh_hosts(store_root, attachment.network)     # the peers forget it
 
 
 def host_lines(lease, peers=()):
@@ -51,17 +50,17 @@ def host_lines(lease, peers=()):
                     if peer["container"] != lease["container"] and peer["name"]]
 
 
-def refresh_hosts(store_root, network, only=None):
-    """Rewrite the /etc/hosts of the containers on a network (or just `only`).
-    Docker's default bridge gives no names to its containers; user networks
-    do, so there every container lists its peers."""
+def refresh_hosts(store_root, network, newcomer=None):
+    """Rewrite /etc/hosts of the containers on a user network, where every
+    container lists its peers. Docker's default bridge gives no names to its
+    containers: there only the newcomer's own file is written."""
     from minirun.runtime import container
     leases = Networks(store_root).leases(network)
-    peers = leases if network != DEFAULT else ()
+    shared = network != DEFAULT
     for lease in leases:
-        if only in (None, lease["container"]):
+        if shared or lease["container"] == newcomer:
             bundle = os.path.join(store_root, "containers", lease["container"])
-            container.write_hosts(bundle, host_lines(lease, peers))
+            container.write_hosts(bundle, host_lines(lease, leases if shared else ()))
 
 
 def remove_network(store_root, name):

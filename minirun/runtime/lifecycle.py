@@ -93,8 +93,7 @@ def _write_etc_files(store, spec, extra_hosts, dns):
     if spec.attachment is not None:
         from minirun.network.connect import refresh_hosts
         container.write_etc_files(spec.bundle, spec.hostname, dns=dns)
-        refresh_hosts(store.root, spec.attachment.network,
-                      only=None if spec.attachment.network != "bridge" else spec.id)
+        refresh_hosts(store.root, spec.attachment.network, newcomer=spec.id)
         return
     lines = [f"{ip}\t{name}" for name, ip in extra_hosts]
     if spec.network == "host":
