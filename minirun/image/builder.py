@@ -193,12 +193,12 @@ class Builder:
             stage.config = cached
             self.say(" ---> Using cache")
         else:
-            if ins.keyword == "run":
-                self.say(" ---> Running in a build container")
             before = len(stage.config["rootfs"]["diff_ids"])
             handler(self, stage, ins, args, line)
             stage.config.setdefault("history", []).append(self._history(ins, args, stage, before))
             self._cache_put(key, stage.config)
+        if ins.keyword == "cmd":
+            stage.cmd_set = True      # cached or not: a later ENTRYPOINT keeps this CMD
         self.say(f" ---> {self._short(stage.config)}")
 
     def _history(self, ins, args, stage, layers_before):

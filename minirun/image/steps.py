@@ -59,13 +59,12 @@ def _command(stage, ins, args):
 
 def cmd(b, stage, ins, args, line):
     _config(stage)["Cmd"] = _command(stage, ins, args)
-    stage.cmd_set = True
 
 
 def entrypoint(b, stage, ins, args, line):
     cfg = _config(stage)
     cfg["Entrypoint"] = _command(stage, ins, args)
-    if not getattr(stage, "cmd_set", False):
+    if not stage.cmd_set:
         cfg["Cmd"] = None          # Docker: a new ENTRYPOINT drops the base image's CMD
 
 
@@ -204,6 +203,7 @@ def run_container(b, stage, command, line):
     if not diff_ids:
         raise DockerfileError("RUN in an empty image (FROM scratch): there is no shell to run",
                               b.path, line)
+    b.say(f" ---> Running in {cid[:12]}")
     try:
         for d in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(bundle, d))

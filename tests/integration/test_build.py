@@ -123,6 +123,15 @@ def test_cache_hits_then_rebuilds_from_the_changed_copy(m, tmp_path):
     assert "Using cache" not in build(m, ctx, "--no-cache", "-t", "c").stdout
 
 
+def test_entrypoint_after_a_cached_cmd_keeps_it(m, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCMD [\"one\"]\n")
+    build(m, str(tmp_path))
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCMD [\"one\"]\nENTRYPOINT [\"echo\"]\n")
+    out = build(m, str(tmp_path), "-t", "ep").stdout
+    assert "Using cache" in out                          # the CMD step came from the cache
+    assert run_out(m, "ep") == "one\n"                  # and ENTRYPOINT kept it, as Docker
+
+
 def test_identical_layers_are_stored_once(m, tmp_path):
     for name in ("one", "two"):
         ctx = write(tmp_path / name, {"Dockerfile": f"FROM busybox\nLABEL which={name}\n"
