@@ -34,6 +34,10 @@ def keep_stderr():
 
 def step(call, manpage):
     """Print one kernel step: `call` as a C-like string, and its man page."""
+    global _fd
     if _fd is not None:
         ms = (time.perf_counter() - _t0) * 1000
-        os.write(_fd, f"[explain +{ms:5.1f}ms] {call:<60} {manpage}\n".encode())
+        try:
+            os.write(_fd, f"[explain +{ms:5.1f}ms] {call:<60} {manpage}\n".encode())
+        except OSError:      # the reader went away (`| head`): stop tracing, not the cleanup
+            _fd = None
