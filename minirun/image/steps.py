@@ -168,8 +168,8 @@ def run(b, stage, ins, args, line):
     else:
         script = args[0] if args else ""
         if ins.heredocs:
-            if script.strip() == f"<<{ins.heredocs[0].name}" or re.fullmatch(
-                    r"\s*<<-?['\"]?\w+['\"]?\s*", script):
+            marker = r"<<-?(['\"]?)" + re.escape(ins.heredocs[0].name) + r"\1"
+            if re.fullmatch(marker, script.strip()):
                 script = ins.heredocs[0].content          # RUN <<EOF: the body is the script
             else:
                 script += "\n" + "".join(f"{h.content}{h.name}\n" for h in ins.heredocs)
@@ -198,11 +198,11 @@ def run_container(b, stage, command, line):
                   [b.store.layer_link(d) for d in diff_ids])
     env_names = {e.split("=", 1)[0] for e in cfg.get("Env") or []}
     build_args = [f"{k}={v}" for k, v in (b.scope.stage_args or {}).items() if k not in env_names]
-    bundle = b.store.mkdtemp("build-")
-    cid = container.new_id()
     if not diff_ids:
         raise DockerfileError("RUN in an empty image (FROM scratch): there is no shell to run",
                               b.path, line)
+    bundle = b.store.mkdtemp("build-")
+    cid = container.new_id()
     b.say(f" ---> Running in {cid[:12]}")
     try:
         for d in ("upper", "work", "rootfs"):

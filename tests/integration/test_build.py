@@ -209,6 +209,7 @@ def test_dockerignore_patterns_and_exceptions(m, tmp_path):
     ("FROM busybox\nADD http://example.invalid/f /f\n", {}, "Dockerfile:2: ADD http://"),
     ("FROM nosuchimage\n", {}, "Dockerfile:1: unable to find image 'nosuchimage'"),
     ("FROM busybox\nBOGUS x\n", {}, "Dockerfile:2: unknown instruction: BOGUS"),
+    ("FROM scratch\nRUN true\n", {}, "Dockerfile:2: RUN in an empty image"),
     ("FROM busybox\nCOPY --nope=1 a /\n", {}, "Dockerfile:2: unknown flag: --nope"),
     ("FROM busybox\nRUN --mount=type=cache,target=/x true\n", {}, "unknown flag: --mount for RUN"),
     ("FROM busybox\nCOPY missing.txt /\n", {}, "file not found in build context"),
