@@ -25,7 +25,6 @@ from minirun.image.expand import BuildScope
 from minirun.image.store import canonical_json, write_atomic
 
 
-
 @dataclass
 class BuildOptions:
     context: str
@@ -133,13 +132,15 @@ class Builder:
             raise DockerfileError("FROM takes IMAGE [AS NAME]", self.path, ins.start_line)
         name = args[2] if len(args) == 3 else None
         base = args[0]
+        from_stage = self._stage(base) is not None
         config = self._base_config(base, ins)
-        config["config"].pop("OnBuild", None)
+        # A base image's ONBUILD triggers run here, once; the new image does not inherit them.
+        triggers = config["config"].pop("OnBuild", None) or []
         stage = Stage(len(self.stages), name, config)
         self.stages.append(stage)
         self.scope.start_stage(config["config"].get("Env") or [])
         self.say(f" ---> {self._short(config)}")
-        for trigger in self._onbuild_triggers(base):
+        for trigger in ([] if from_stage else triggers):
             self.say(f"# Executing ONBUILD trigger: {trigger}")
             self.step(stage, parse_instruction(trigger, "\\", ins.start_line, self.path),
                       onbuild_line=ins.start_line)
@@ -152,11 +153,6 @@ class Builder:
         if previous is not None:
             return json.loads(json.dumps(previous.config))
         return json.loads(json.dumps(self._image(base, ins).config))
-
-    def _onbuild_triggers(self, base):
-        if base == "scratch" or self._stage(base) is not None:
-            return []
-        return self._image(base, None).config.get("config", {}).get("OnBuild") or []
 
     def _stage(self, ref):
         for stage in self.stages:
@@ -183,7 +179,7 @@ class Builder:
         if handler is None:
             raise DockerfileError(f"unknown instruction: {ins.keyword.upper()}", self.path, line)
         args = self.scope.expand(ins)
-        if ins.keyword in ("arg",):
+        if ins.keyword == "arg":
             handler(self, stage, ins, args, line)     # scope only: nothing to cache
             return
         content = ins.keyword in COPY_LIKE and self._copy_content(stage, ins, args, line)

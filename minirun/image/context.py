@@ -104,6 +104,7 @@ class Context:
     def __init__(self, root):
         self.root = os.path.realpath(root)
         self.ignore = Ignore.of_context(self.root)
+        self._walks = {}
 
     def _inside(self, rel, what, path, line):
         """rel, its symlinks followed, still inside the context — or an error."""
@@ -138,7 +139,13 @@ class Context:
         return found
 
     def walk(self, top=""):
-        """Every path under `top` that .dockerignore lets through, sorted."""
+        """Every path under `top` that .dockerignore lets through, sorted.
+        Remembered: the cache key and the copy both walk what COPY copies."""
+        if top not in self._walks:
+            self._walks[top] = self._walk(top)
+        return self._walks[top]
+
+    def _walk(self, top):
         out = []
         base = os.path.join(self.root, top)
         for dirpath, dirnames, filenames in os.walk(base):
