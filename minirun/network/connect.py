@@ -28,15 +28,22 @@ def wire(spec, pid):
     bridge.attach(spec.attachment, spec.id, pid)
 
 
+def _remove_bridge_if_unused(nets, network, bridge_name):
+    """The leases, checked under the lock that allocation holds, say whether
+    anyone still uses the network: if nobody, its bridge and rules go."""
+    from minirun.network import bridge
+    with nets.lock():
+        if not nets.leases(network):
+            bridge.remove_bridge(bridge_name)
+
+
 def disconnect(store_root, container_id, attachment):
     from minirun.network import bridge
     nets = Networks(store_root)
     if attachment.ports:
         bridge.unpublish_ports(container_id)
     nets.release(container_id)
-    with nets.lock():
-        if not nets.leases(attachment.network):
-            bridge.remove_bridge(attachment.bridge)
+    _remove_bridge_if_unused(nets, attachment.network, attachment.bridge)
     refresh_hosts(store_root, attachment.network)     # the peers forget it
 
 
@@ -73,7 +80,6 @@ def remove_network(store_root, name):
 
 def prune(store_root):
     """Remove user networks without containers, and unused bridges."""
-    from minirun.network import bridge
     nets = Networks(store_root)
     removed = []
     for net in nets.all():
@@ -83,16 +89,16 @@ def prune(store_root):
             remove_network(store_root, net.name)
             removed.append(net.name)
         else:
-            with nets.lock():
-                bridge.remove_bridge(net.bridge)
+            _remove_bridge_if_unused(nets, net.name, net.bridge)
     return removed
 
 
 def inspect(store_root, name):
-    net = Networks(store_root).get(name)
+    nets = Networks(store_root)
+    net = nets.get(name)
     return {"Name": net.name, "Id": net.id, "Driver": "bridge",
             "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
             "Options": {"com.docker.network.bridge.name": net.bridge},
             "Containers": {lease["container"]: {"Name": lease["name"],
                                                 "IPv4Address": f"{lease['address']}/{net.prefixlen}"}
-                           for lease in Networks(store_root).leases(name)}}
+                           for lease in nets.leases(name)}}

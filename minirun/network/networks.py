@@ -153,9 +153,9 @@ class Networks:
 
     def _subnets_in_use(self):
         """Our networks' subnets, and the routes of the host's other interfaces."""
-        ours = [(n.name, ipaddress.IPv4Network(n.subnet)) for n in self.all()
-                if os.path.exists(self._path(n.name))]
-        bridges = {n.bridge for n in self.all()} | {DEFAULT_BRIDGE}  # minirun0 is ours
+        nets = self.all()
+        ours = [(n.name, ipaddress.IPv4Network(n.subnet)) for n in nets]
+        bridges = {n.bridge for n in nets} | {DEFAULT_BRIDGE}  # minirun0 is ours
         return ours + [(f"the host's {dev}", net) for dev, net in host_routes()
                        if dev not in bridges]
 
@@ -220,15 +220,12 @@ class Networks:
         raise MinirunError(f"network {net.name}: no free address left in {net.subnet}")
 
     def release(self, container_id):
-        """Give back every address the container holds; the networks it was on."""
-        left = []
+        """Give back every address the container holds."""
         with self.lock():
             for name in self.names():
                 for lease in self.leases(name):
                     if lease["container"] == container_id:
                         os.unlink(os.path.join(self._leases_dir(name), lease["address"]))
-                        left.append(name)
-        return left
 
 
 def check_ports_free(wanted, published):
