@@ -50,29 +50,22 @@ def save(store, refs, out_path, fmt="docker"):
         f = open(tmp, "wb")
     except OSError as e:
         raise ArchiveError(f"cannot write {out_path}: {e.strerror}") from None
+    scratch = store.mkdtemp("save-")
     try:
         with f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as out:
-            (_save_docker if fmt == "docker" else _save_oci)(store, images, out)
+            write = _save_docker if fmt == "docker" else _save_oci
+            write(store, images, out, _Layers(store, out, scratch))
         os.replace(tmp, out_path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _add_bytes(out, name, data):
     _add_file(out, name, io.BytesIO(data), len(data))
-
-
-def _layer_tar(store, diff_id, scratch):
-    """The layer's canonical tar in a temporary file; checked against its id."""
-    f = tempfile.TemporaryFile(dir=scratch)
-    writer = layerfs.HashWriter(f)
-    layerfs.write_tar(store.layer_dir(diff_id), writer)
-    if writer.digest() != diff_id:
-        raise ArchiveError(f"layer {diff_id[:19]} on disk no longer matches its digest")
-    f.seek(0)
-    return f, writer.size
 
 
 def _add_file(out, name, f, size):
@@ -82,64 +75,64 @@ def _add_file(out, name, f, size):
     out.addfile(info, f)
 
 
-def _save_docker(store, images, out):
-    manifest, written = [], set()
-    scratch = store.mkdtemp("save-")
-    try:
-        for image, names in images:
-            config_name = image.id.split(":", 1)[1] + ".json"
-            _add_bytes(out, config_name, canonical_json(image.config))
-            paths = []
-            for diff_id in image.config["rootfs"]["diff_ids"]:
-                path = f"{diff_id.split(':', 1)[1]}/layer.tar"
-                if path not in written:
-                    f, size = _layer_tar(store, diff_id, scratch)
-                    with f:
-                        _add_file(out, path, f, size)
-                    written.add(path)
-                paths.append(path)
-            manifest.append({"Config": config_name, "RepoTags": names, "Layers": paths})
-        _add_bytes(out, "manifest.json", json.dumps(manifest).encode())
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+class _Layers:
+    """Puts each layer into the archive once, as its canonical tar (checked
+    against its diff_id on the way), and remembers its size."""
+
+    def __init__(self, store, out, scratch):
+        self.store, self.out, self.scratch = store, out, scratch
+        self.sizes = {}
+
+    def put(self, diff_id, name):
+        if diff_id not in self.sizes:
+            with tempfile.TemporaryFile(dir=self.scratch) as f:
+                writer = layerfs.HashWriter(f)
+                layerfs.write_tar(self.store.layer_dir(diff_id), writer)
+                if writer.digest() != diff_id:
+                    raise ArchiveError(f"layer {diff_id[:19]} on disk no longer matches its digest")
+                f.seek(0)
+                _add_file(self.out, name, f, writer.size)
+            self.sizes[diff_id] = writer.size
+        return self.sizes[diff_id]
 
 
-def _save_oci(store, images, out):
+def _save_docker(store, images, out, layers):
+    manifest = []
+    for image, names in images:
+        config_name = image.id.split(":", 1)[1] + ".json"
+        _add_bytes(out, config_name, canonical_json(image.config))
+        paths = [f"{d.split(':', 1)[1]}/layer.tar" for d in image.config["rootfs"]["diff_ids"]]
+        for diff_id, path in zip(image.config["rootfs"]["diff_ids"], paths):
+            layers.put(diff_id, path)
+        manifest.append({"Config": config_name, "RepoTags": names, "Layers": paths})
+    _add_bytes(out, "manifest.json", json.dumps(manifest).encode())
+
+
+def _save_oci(store, images, out, layers):
     index, written = [], set()
-    scratch = store.mkdtemp("save-")
 
     def blob(data):
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if digest not in written:
-            _add_bytes(out, "blobs/sha256/" + digest.split(":")[1], data)
+            _add_bytes(out, _blob_path(digest), data)
             written.add(digest)
         return {"digest": digest, "size": len(data)}
 
-    try:
-        _add_bytes(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        for image, names in images:
-            config_data = canonical_json(image.config)
-            layers = []
-            for diff_id in image.config["rootfs"]["diff_ids"]:
-                f, size = _layer_tar(store, diff_id, scratch)
-                with f:
-                    if diff_id not in written:
-                        _add_file(out, "blobs/sha256/" + diff_id.split(":")[1], f, size)
-                        written.add(diff_id)
-                layers.append({"mediaType": MEDIA_LAYER, "digest": diff_id, "size": size})
-            manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
-                        "config": {"mediaType": MEDIA_CONFIG, **blob(config_data)},
-                        "layers": layers}
-            ref = blob(canonical_json(manifest))
-            for name in names or [None]:
-                entry = {"mediaType": MEDIA_MANIFEST, **ref}
-                if name:
-                    entry["annotations"] = {REF_ANNOTATION: name.rsplit(":", 1)[1],
-                                            "io.containerd.image.name": name}
-                index.append(entry)
-        _add_bytes(out, "index.json", json.dumps({"schemaVersion": 2, "manifests": index}).encode())
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    _add_bytes(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    for image, names in images:
+        manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
+                    "config": {"mediaType": MEDIA_CONFIG, **blob(canonical_json(image.config))},
+                    "layers": [{"mediaType": MEDIA_LAYER, "digest": d,
+                                "size": layers.put(d, _blob_path(d))}
+                               for d in image.config["rootfs"]["diff_ids"]]}
+        ref = blob(canonical_json(manifest))
+        for name in names or [None]:
+            entry = {"mediaType": MEDIA_MANIFEST, **ref}
+            if name:
+                entry["annotations"] = {REF_ANNOTATION: name.rsplit(":", 1)[1],
+                                        "io.containerd.image.name": name}
+            index.append(entry)
+    _add_bytes(out, "index.json", json.dumps({"schemaVersion": 2, "manifests": index}).encode())
 
 
 # --- load and import ----------------------------------------------------------------
