@@ -3,7 +3,7 @@ import json
 import os
 
 
-def _size(path):
+def tree_size(path):
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for f in files:
@@ -29,6 +29,6 @@ def image_rows(store):
         repo, _, tag = name.rpartition(":")
         with open(os.path.join(store.images, image_id.split(":", 1)[1] + ".json")) as f:
             config = json.load(f)
-        size = sum(_size(store.layer_dir(d)) for d in config["rootfs"]["diff_ids"])
+        size = sum(tree_size(store.layer_dir(d)) for d in config["rootfs"]["diff_ids"])
         rows.append((repo, tag, image_id.split(":", 1)[1][:12], config.get("created", ""), human_size(size)))
     return rows

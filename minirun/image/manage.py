@@ -6,7 +6,7 @@ import shutil
 import time
 
 from minirun.errors import UsageError
-from minirun.image.listing import human_size, _size
+from minirun.image.listing import human_size, tree_size
 from minirun.image.store import normalize_name
 
 
@@ -54,29 +54,26 @@ def remove_image(store, ref, force=False):
                 lines.append(f"Untagged: {n}")
             lines.append(f"Deleted: {image_id}")
             os.unlink(os.path.join(store.images, image_id.split(":", 1)[1] + ".json"))
-        from minirun.image.store import write_atomic
-        write_atomic(store.repositories, json.dumps(names, indent=1, sort_keys=True))
+        store.save_names(names)
         lines += _remove_unused_layers(store)
     return lines
 
 
 def _remove_unused_layers(store):
-    """Layers no image refers to (the cache's entries refer to images' layers
-    and are dropped when theirs go)."""
+    """Remove the layers that neither an image nor a build cache entry
+    refers to (an unreadable cache entry goes too)."""
     used = {d for c in _images(store).values() for d in c["rootfs"]["diff_ids"]}
     cache_dir = os.path.join(store.root, "cache")
-    cached = {}
     for entry in os.listdir(cache_dir) if os.path.isdir(cache_dir) else []:
         try:
             with open(os.path.join(cache_dir, entry)) as f:
-                cached[entry] = json.load(f)["rootfs"]["diff_ids"]
+                used.update(json.load(f)["rootfs"]["diff_ids"])
         except (OSError, ValueError, KeyError):
             os.unlink(os.path.join(cache_dir, entry))
-    keep_for_cache = {d for diffs in cached.values() for d in diffs}
     lines = []
     for hexpart in os.listdir(store.layers) if os.path.isdir(store.layers) else []:
         digest = "sha256:" + hexpart
-        if digest in used or digest in keep_for_cache:
+        if digest in used:
             continue
         shutil.rmtree(os.path.join(store.layers, hexpart), ignore_errors=True)
         link = os.path.join(store.links, hexpart[:12])
@@ -116,7 +113,7 @@ def history(store, ref, truncate=True):
     for entry in image.config.get("history") or []:
         size = 0
         if not entry.get("empty_layer") and layer < len(diff_ids):
-            size = _size(store.layer_dir(diff_ids[layer]))
+            size = tree_size(store.layer_dir(diff_ids[layer]))
             layer += 1
         created_by = entry.get("created_by") or ""
         if truncate and len(created_by) > 45:

@@ -131,7 +131,11 @@ class Store:
         with self.lock():
             names = self.names()
             names[normalize_name(name)] = image_id
-            write_atomic(self.repositories, json.dumps(names, indent=1, sort_keys=True))
+            self.save_names(names)
+
+    def save_names(self, names):
+        """Replace repositories.json; the caller holds the lock."""
+        write_atomic(self.repositories, json.dumps(names, indent=1, sort_keys=True))
 
     # --- layers and images ----------------------------------------------
     def layer_dir(self, diff_id):
