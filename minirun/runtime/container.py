@@ -107,7 +107,8 @@ def remove_bundle(bundle, spec=None):
             spec = None
     if spec is not None and spec.attachment is not None:
         from minirun.network.connect import disconnect
-        disconnect(os.path.dirname(os.path.dirname(bundle)), spec.id, spec.attachment)
+        store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>
+        disconnect(store_root, spec.id, spec.attachment)
     shutil.rmtree(bundle, ignore_errors=True)
 
 

@@ -210,18 +210,16 @@ def network_namespaces(opts):
     """--network's modes: the namespaces to create, and the hostname implied.
     host and container:ID join a network namespace instead of making one."""
     mode = opts.network
-    if mode == "host" or mode.startswith("container:"):
-        if opts.publish:
-            raise UsageError(f"-p needs a bridge network, not --network {mode}")
-        if mode == "host":
-            import socket
-            return tuple(ns for ns in DEFAULT_NAMESPACES if ns != "net"), socket.gethostname()
-        if not mode.partition(":")[2]:
-            raise UsageError("--network container: give the container's name or id")
-        return tuple(ns for ns in DEFAULT_NAMESPACES if ns != "net"), None
-    if mode == "none" and opts.publish:
-        raise UsageError("-p needs a bridge network, not --network none")
-    return DEFAULT_NAMESPACES, None
+    joins = mode == "host" or mode.startswith("container:")
+    if opts.publish and (joins or mode == "none"):
+        raise UsageError(f"-p needs a bridge network, not --network {mode}")
+    if mode == "container:":
+        raise UsageError("--network container: give the container's name or id")
+    if not joins:
+        return DEFAULT_NAMESPACES, None
+    import socket
+    without_net = tuple(ns for ns in DEFAULT_NAMESPACES if ns != "net")
+    return without_net, socket.gethostname() if mode == "host" else None
 
 
 def parse_network_requests(opts):
