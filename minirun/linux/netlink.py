@@ -1,7 +1,7 @@
 """rtnetlink(7): links, addresses and routes, asked of the kernel directly.
 
 A netlink request is a message on an AF_NETLINK socket; the kernel answers
-with an acknowledgement (or an errno) and, for a dump, a list of messages.
+with the messages asked for, then an acknowledgement (or an errno).
 pyroute2's message classes encode and decode them; the socket and the
 request/answer loop are the few lines below. We do not use pyroute2's
 IPRoute: importing it costs over 100 ms, paid by every bridged `run`.
@@ -18,8 +18,8 @@ from minirun.linux.syscalls import CLONE_NEWNET, setns
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLMSG_ERROR = 2
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
 HEADER = struct.Struct("=LHHLL")   # struct nlmsghdr: length, type, flags, seq, pid
@@ -87,13 +87,12 @@ class Netlink:
 
     # --- the request/answer loop ---------------------------------------------------
 
-    def request(self, msg, msg_type, flags, what, dump=False):
-        """Send one message; return the decoded answers (a dump's list), or
-        raise NetlinkError naming `what` with the kernel's errno."""
+    def request(self, msg, msg_type, flags, what):
+        """Send one message; return the decoded answers that precede the
+        acknowledgement, or raise NetlinkError naming `what` with the errno."""
         self.seq += 1
         msg["header"]["type"] = msg_type
-        # A dump ends with NLMSG_DONE; anything else with the ACK we ask for.
-        msg["header"]["flags"] = NLM_F_REQUEST | flags | (NLM_F_DUMP if dump else NLM_F_ACK)
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags   # the ACK ends the answer
         msg["header"]["sequence_number"] = self.seq
         msg.encode()
         self.sock.send(msg.data)
@@ -102,13 +101,11 @@ class Netlink:
             data = self.sock.recv(1 << 16)
             offset = 0
             while offset < len(data):
-                length, kind, _, seq, _ = HEADER.unpack_from(data, offset)
+                length, kind, _, _, _ = HEADER.unpack_from(data, offset)
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", data, offset + HEADER.size)[0]
                     if code:
                         raise NetlinkError(code, f"{what}: {os.strerror(code)}")
-                    return answers
-                if kind == NLMSG_DONE:
                     return answers
                 answer = type(msg)(data[offset:offset + length])
                 answer.decode()

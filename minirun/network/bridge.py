@@ -55,7 +55,7 @@ def attach(attachment, container_id, pid):
         inside.set_up(eth0)
         inside.add_default_route(a.gateway)
     if a.ports:
-        publish_ports(container_id, a.address, a.bridge, a.ports)
+        publish_ports(container_id, a.address, a.ports)
 
 
 def ensure_bridge(nl, name, gateway, prefixlen, subnet):
@@ -84,7 +84,7 @@ def ensure_bridge(nl, name, gateway, prefixlen, subnet):
     return index
 
 
-def publish_ports(container_id, address, bridge, ports):
+def publish_ports(container_id, address, ports):
     """One DNAT rule per -p, reached for packets to any host address."""
     rules = []
     for p in ports:
