@@ -7,7 +7,8 @@ bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
     3. fork           the child runs child.child_main(); it never returns
     4. setns(PID)     the parent's later children are born on the host again
     5. NAMESPACES_READY → put the child in its cgroup, wire its network
-                          (bridge, veth, address, ports) → CONTINUE
+                          (bridge, veth, address, ports) while it mounts
+                          its root filesystem → CONTINUE
     6. PTY_MASTER     with -t, the child sends the terminal's master side
     7. end-of-file    the child's execve succeeded: the container runs
     8. supervise      forward signals, relay the terminal, waitpid(2)
@@ -23,6 +24,7 @@ from minirun.errors import MinirunError
 from minirun.linux import explain
 from minirun.linux.syscalls import CLONE_NEWPID, setns, unshare
 from minirun.runtime import sync
+from minirun.runtime.child import child_main
 from minirun.runtime.spec import ContainerSpec
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
@@ -64,7 +66,10 @@ def launch(spec: ContainerSpec, cgroup=None):
         if spec.attachment is not None:
             from minirun.network.connect import wire
             wire(spec, pid)
-        sync.send(parent_end, sync.CONTINUE)
+        try:
+            sync.send(parent_end, sync.CONTINUE)
+        except BrokenPipeError:   # the child failed while mounting: its ERROR is queued
+            pass
         master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
         sync.expect_exec(parent_end)
     except BaseException:
@@ -100,7 +105,6 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end, cgroup=None):
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        from minirun.runtime.child import child_main
         child_main(spec, child_end, cgroup)  # never returns
     if own_pidns is not None:
         setns(own_pidns, CLONE_NEWPID)

@@ -7,11 +7,13 @@ container's program has replaced the child: that is how it knows execve
 succeeded.
 
     parent (host)                               child (becomes the container)
-      │                                           │ unshare(mount, uts, ipc, net, cgroup)
+      │                                           │ unshare(mount, uts, ipc, net)
       │ ◀──────────────────── NAMESPACES_READY ───│
-      │ (per-namespace set-up from outside)       │
+      │ cgroup, network: set up from outside      │ meanwhile: overlay, volumes,
+      │                                           │ /proc /sys /dev
       │ ─── CONTINUE ──────────────────────────▶  │
-      │                                           │ rootfs, pivot_root, /proc /sys /dev
+      │                                           │ unshare(cgroup), /sys/fs/cgroup,
+      │                                           │ pivot_root, masked paths
       │ ◀──────────────────── PTY_MASTER + fd ────│ (only with -t)
       │                                           │ user, capabilities, execve
       │ ◀──────────────────── end-of-file ────────│ (execve closed the socket)
