@@ -9,6 +9,7 @@ import time
 from benchlib import bench_store, docker_image, runc_bundle
 
 n = int(sys.argv[1])
+FLOOR = "python -c 'import click'"     # under any click CLI: start, import, exit
 work, root, minirun = bench_store()
 image = None
 # "bridge": each run is minirun0's only user, so it makes the bridge and its
@@ -26,6 +27,7 @@ try:
         "minirun (bridge in use)": lambda i: minirun + ["run", "--rm", "--network", "benchnet",
                                                         "busybox", "true"],
         "runc": lambda i: ["runc", "run", "--bundle", bundle, f"minirun-bench-{os.getpid()}-{i}"],
+        FLOOR: lambda i: [sys.executable, "-c", "import click"],
     }
     image = docker_image(work, root)
     if image:
@@ -43,6 +45,7 @@ try:
     for name, m in med.items():
         print(f"{name:<27} median {m:6.1f} ms   (min {min(times[name]) * 1000:.1f}, n={n})")
     print(f"ratio minirun --network none / runc: {med['minirun --network none'] / med['runc']:.2f}x")
+    print(f"ratio {FLOOR} / runc: {med[FLOOR] / med['runc']:.2f}x")
     if image:
         for name in ("minirun (bridge)", "minirun (bridge in use)"):
             print(f"ratio {name} / docker (bridge): "
