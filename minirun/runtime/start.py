@@ -61,11 +61,15 @@ def launch(spec: ContainerSpec, cgroup=None):
     child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
-        if cgroup is not None:
-            cgroup.add(spec.id, pid)
-        if spec.attachment is not None:
-            from minirun.network.connect import wire
-            wire(spec, pid)
+        try:
+            if cgroup is not None:
+                cgroup.add(spec.id, pid)
+            if spec.attachment is not None:
+                from minirun.network.connect import wire
+                wire(spec, pid)
+        except Exception:
+            sync.raise_reported_error(parent_end)  # the child, mounting meanwhile, failed first?
+            raise
         try:
             sync.send(parent_end, sync.CONTINUE)
         except BrokenPipeError:   # the child failed while mounting: its ERROR is queued

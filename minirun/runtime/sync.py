@@ -50,15 +50,24 @@ def send_error(sock, message, exit_code=125):
         pass
 
 
-def receive(sock):
+def receive(sock, flags=0):
     """(message, fd or None); message b'' at end-of-file. An ERROR message
     from the other side is raised here as the error it describes."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX, 1)
+    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX, 1, flags)
     if data.startswith(ERROR + b" "):
         _, code, text = data.split(b" ", 2)
         code, text = int(code), text.decode(errors="replace")
         raise ExecError(text, code) if code in (126, 127) else MinirunError(text)
     return data, (fds[0] if fds else None)
+
+
+def raise_reported_error(sock):
+    """Parent side, when its own step failed: if the child has already
+    reported an ERROR (and died of it), raise that, the first cause."""
+    try:
+        receive(sock, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        pass
 
 
 def expect(sock, wanted):

@@ -190,3 +190,17 @@ def test_overlapping_subnet_is_refused(minirun):
         assert "second" not in minirun("network", "ls", check=0).stdout
     finally:
         minirun("network", "rm", "first", check=0)
+
+
+@pytest.mark.parametrize("network", ["bridge", "none"])
+def test_a_mount_failing_in_the_child_is_the_error_reported(minirun, network):
+    # The child mounts while the parent wires its network: when the child
+    # dies first, its reason must win over the parent's wiring that followed.
+    for _ in range(3):
+        done = minirun("run", "--rm", "--network", network, "--tmpfs", "/x:size=bogus",
+                       "busybox", "true")
+        assert done.returncode == 125
+        assert done.stderr.count("\n") == 1 and '"size=bogus"): EINVAL' in done.stderr, done.stderr
+    assert minirun("ps", "-aq", check=0).stdout == ""
+    assert leases(minirun.root) == []
+    assert nft_rules() == []
