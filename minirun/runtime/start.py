@@ -67,13 +67,10 @@ def launch(spec: ContainerSpec, cgroup=None):
             if spec.attachment is not None:
                 from minirun.network.connect import wire
                 wire(spec, pid)
+            sync.send(parent_end, sync.CONTINUE)
         except Exception:
             sync.raise_reported_error(parent_end)  # the child, mounting meanwhile, failed first?
             raise
-        try:
-            sync.send(parent_end, sync.CONTINUE)
-        except BrokenPipeError:   # the child failed while mounting: its ERROR is queued
-            pass
         master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
         sync.expect_exec(parent_end)
     except BaseException:
