@@ -152,23 +152,74 @@ def _safe_name(name):
     return "/".join(parts) or None
 
 
-def _real_parent(dest, rel):
-    """The parent directory of `rel` under `dest`, every step a real
-    directory (a symlink there could carry the write outside `dest`)."""
-    parent = dest
-    for part in rel.split("/")[:-1]:
-        parent = os.path.join(parent, part)
+class _Tree:
+    """The directory a tar is unpacked into, reached only through file
+    descriptors: each entry is made relative to its parent directory's fd,
+    and every step down opens a real directory with O_NOFOLLOW, so no
+    create, chmod, chown or utime can follow a symlink out of the tree — not
+    even one the archive itself made a moment before (openat(2))."""
+    DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def __init__(self, dest):
+        self.root = os.open(dest, self.DIR)
+        self.dirs = {"": self.root}          # a few open directories, by relative path
+
+    def close(self):
+        for fd in self.dirs.values():
+            os.close(fd)
+
+    def forget(self, rel):
+        """`rel` was removed or replaced: its fds (and those below) are stale."""
+        for key in [k for k in self.dirs if k == rel or k.startswith(rel + "/")]:
+            os.close(self.dirs.pop(key))
+
+    def parent(self, rel):
+        """The fd of `rel`'s parent directory, made if missing; a symlink on
+        the way is refused, a file on the way is replaced by a directory."""
+        return self.directory(os.path.dirname(rel), make=True)
+
+    def directory(self, rel, make=False):
+        if rel in self.dirs:
+            return self.dirs[rel]
+        up, name = os.path.split(rel)
+        parent = self.directory(up, make)
         try:
-            st = os.lstat(parent)
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
-            os.mkdir(parent, 0o755)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            raise UnsafeArchive(f"refusing archive entry {rel!r}: it passes through a symlink")
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(parent)
-            os.mkdir(parent, 0o755)
-    return parent
+            if not make:
+                raise
+            os.mkdir(name, 0o755, dir_fd=parent)
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeArchive(f"refusing archive entry under {rel!r}: it passes through a symlink")
+            if not stat.S_ISDIR(st.st_mode):
+                if not make:
+                    raise NotADirectoryError(rel)
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o755, dir_fd=parent)
+        if len(self.dirs) > 64:
+            self.forget_all_but_root()
+            parent = self.directory(up, make)
+        fd = os.open(name, self.DIR, dir_fd=parent)
+        self.dirs[rel] = fd
+        return fd
+
+    def forget_all_but_root(self):
+        for key in [k for k in self.dirs if k]:
+            os.close(self.dirs.pop(key))
+
+    def remove(self, parent, name, rel):
+        """Whatever is at `name` in `parent` goes (a file, a link, a whole tree)."""
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            import shutil
+            self.forget(rel)
+            shutil.rmtree(name, dir_fd=parent)
+        else:
+            os.unlink(name, dir_fd=parent)
 
 
 def remove_path(path):
@@ -185,66 +236,108 @@ def remove_path(path):
 
 
 def unpack_tar(fileobj, dest, layer=True):
-    """Unpack a tar stream into `dest`. Nothing lands outside `dest`: `..`
-    and absolute names are refused or made relative, no write goes through a
-    symlink, hard links must point inside. With layer=True, `.wh.` entries
-    become overlay whiteouts; device nodes are made only when we are root."""
+    """Unpack a tar stream into `dest`. Nothing lands outside `dest` and
+    nothing outside it changes: `..` is refused, absolute names are made
+    relative, every entry is made through its parent's fd (see _Tree), hard
+    links must point inside. Directories get their modes and times last,
+    through an fd opened without following links, so a later entry of the
+    same name that is a symlink cannot redirect the chmod. With layer=True,
+    `.wh.` entries become overlay whiteouts; device nodes are made only
+    when we are root."""
+    tree = _Tree(dest)
     dirs = []
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        for member in tar:
-            rel = _safe_name(member.name)
-            if rel is None:
-                continue
-            parent = _real_parent(dest, rel)
-            base = os.path.basename(rel)
-            if layer and base == OPAQUE:
-                os.setxattr(parent, OPAQUE_XATTR, b"y")
-                continue
-            if layer and base.startswith(WHITEOUT):
-                target = os.path.join(parent, base[len(WHITEOUT):])
-                remove_path(target)
-                os.mknod(target, stat.S_IFCHR | 0o600, 0)
-                continue
-            path = os.path.join(parent, base)
-            if member.isdir():
-                if not os.path.isdir(path) or os.path.islink(path):
-                    remove_path(path)
-                    os.mkdir(path, 0o700)
-                dirs.append((path, member))
-                continue
-            remove_path(path)
-            if member.isreg():
-                with open(path, "xb") as f:
-                    src = tar.extractfile(member)
-                    while chunk := src.read(1 << 20):
-                        f.write(chunk)
-            elif member.issym():
-                os.symlink(member.linkname, path)
-            elif member.islnk():
-                target_rel = _safe_name(member.linkname)
-                if target_rel is None:
-                    raise UnsafeArchive(f"refusing hard link {member.name!r} to the root")
-                target = os.path.join(_real_parent(dest, target_rel), os.path.basename(target_rel))
-                if not os.path.isfile(target) or os.path.islink(target):
-                    raise UnsafeArchive(f"refusing hard link {member.name!r} -> {member.linkname!r}: "
-                                        f"not a file inside the archive")
-                os.link(target, path)
-                continue
-            elif member.ischr() or member.isblk() or member.isfifo():
-                if os.geteuid() != 0 and not member.isfifo():
-                    continue
-                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-                os.mknod(path, kind | (member.mode & 0o7777), os.makedev(member.devmajor, member.devminor))
-            else:
-                continue
-            _apply_metadata(path, member)
-    for path, member in reversed(dirs):
-        _apply_metadata(path, member)
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+            for member in tar:
+                rel = _safe_name(member.name)
+                if rel is not None:
+                    _unpack_member(tar, member, rel, tree, dirs, layer)
+        for rel, member in reversed(dirs):
+            _set_directory_metadata(tree, rel, member)
+    finally:
+        tree.close()
 
 
-def _apply_metadata(path, member):
+def _unpack_member(tar, member, rel, tree, dirs, layer):
+    parent = tree.parent(rel)
+    name = os.path.basename(rel)
+    if layer and name == OPAQUE:
+        os.setxattr(f"/proc/self/fd/{parent}", OPAQUE_XATTR, b"y")
+        return
+    if layer and name.startswith(WHITEOUT):
+        hidden = name[len(WHITEOUT):]
+        tree.remove(parent, hidden, os.path.join(os.path.dirname(rel), hidden))
+        os.mknod(hidden, stat.S_IFCHR | 0o600, 0, dir_fd=parent)
+        return
+    if member.isdir():
+        try:
+            is_dir = stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            is_dir = False
+        if not is_dir:
+            tree.remove(parent, name, rel)
+            os.mkdir(name, 0o700, dir_fd=parent)
+        dirs.append((rel, member))
+        return
+    tree.remove(parent, name, rel)
+    if member.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=parent)
+        with open(fd, "wb", closefd=True) as f:
+            src = tar.extractfile(member)
+            while chunk := src.read(1 << 20):
+                f.write(chunk)
+            _set_fd_metadata(f.fileno(), member)
+        return
+    if member.issym():
+        os.symlink(member.linkname, name, dir_fd=parent)
+    elif member.islnk():
+        target_rel = _safe_name(member.linkname)
+        if target_rel is None:
+            raise UnsafeArchive(f"refusing hard link {member.name!r} to the root")
+        target_parent = tree.parent(target_rel)
+        target = os.path.basename(target_rel)
+        try:
+            st = os.stat(target, dir_fd=target_parent, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise UnsafeArchive(f"refusing hard link {member.name!r} -> {member.linkname!r}: "
+                                f"not a file inside the archive")
+        os.link(target, name, src_dir_fd=target_parent, dst_dir_fd=parent, follow_symlinks=False)
+        return
+    elif member.ischr() or member.isblk() or member.isfifo():
+        if os.geteuid() != 0 and not member.isfifo():
+            return
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
+        os.mknod(name, kind | (member.mode & 0o7777), os.makedev(member.devmajor, member.devminor),
+                 dir_fd=parent)
+    else:
+        return
     if os.geteuid() == 0:
-        os.lchown(path, member.uid, member.gid)
+        os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
     if not member.issym():
-        os.chmod(path, member.mode & 0o7777)
-    os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+        os.chmod(name, member.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
+    os.utime(name, (member.mtime, member.mtime), dir_fd=parent, follow_symlinks=False)
+
+
+def _set_fd_metadata(fd, member):
+    if os.geteuid() == 0:
+        os.fchown(fd, member.uid, member.gid)
+    os.fchmod(fd, member.mode & 0o7777)
+    os.utime(fd, (member.mtime, member.mtime))
+
+
+def _set_directory_metadata(tree, rel, member):
+    """A directory's owner, mode and times, through an fd of the directory
+    itself; if a later entry replaced it (by a symlink, say), nothing."""
+    try:
+        parent = tree.directory(os.path.dirname(rel))
+        fd = os.open(os.path.basename(rel), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                     dir_fd=parent)
+    except (OSError, UnsafeArchive):
+        return
+    try:
+        _set_fd_metadata(fd, member)
+    finally:
+        os.close(fd)
