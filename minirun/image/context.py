@@ -107,12 +107,18 @@ class Context:
         self._walks = {}
 
     def _inside(self, rel, what, path, line):
-        """rel, its symlinks followed, still inside the context — or an error."""
+        """rel, its symlinks followed, still inside the context and not
+        excluded by .dockerignore — or an error. A symlink may not lead out
+        of the context, nor to a file .dockerignore keeps out of the build."""
         real = os.path.realpath(os.path.join(self.root, rel))
         if real != self.root and not real.startswith(self.root + os.sep):
             raise DockerfileError(f"{what} failed: forbidden path outside the build context: "
                                   f"{rel} (it leads to {real})", path, line)
-        return os.path.relpath(real, self.root) if real != self.root else ""
+        resolved = os.path.relpath(real, self.root) if real != self.root else ""
+        if resolved != rel and resolved and self.ignore.excluded(resolved):
+            raise DockerfileError(f"{what} failed: {rel} leads to {resolved}, which .dockerignore "
+                                  f"excludes from the build context", path, line)
+        return resolved
 
     def sources(self, patterns, what, path, line):
         """COPY/ADD sources → [context-relative paths] ('' is the context

@@ -1,20 +1,16 @@
 """`-u USER[:GROUP]` → uid, gid and supplementary groups, read from the
 image's own /etc/passwd and /etc/group, as Docker does (not the host's)."""
-import os
 
 from minirun.errors import UsageError
 from minirun.runtime.spec import User
 
 
 def read_image_file(layer_dirs, path):
-    """The text of `path` as the container will see it: the topmost layer that
-    has it wins (layer_dirs are bottom first). '' if no layer has it."""
-    for layer in reversed(layer_dirs):
-        candidate = os.path.join(layer, path.lstrip("/"))
-        if os.path.isfile(candidate):
-            with open(candidate, errors="replace") as f:
-                return f.read()
-    return ""
+    """The text of `path` as the container will see it (layer_dirs are
+    bottom first), symlinks followed inside the image, never out of it:
+    an image whose /etc/passwd links to the host's gets no host user."""
+    from minirun.image.layerview import read_text
+    return read_text(layer_dirs, path)
 
 
 def _entries(text):
