@@ -18,7 +18,9 @@ def require_root():
 
 def store():
     from minirun.image.store import Store
-    return Store(click.get_current_context().find_root().params["root"])
+    s = Store(click.get_current_context().find_root().params["root"])
+    s.keep_private()
+    return s
 
 
 def store_with(refs):
@@ -59,7 +61,9 @@ RUN_OPTIONS = [
     click.option("--cap-add", multiple=True, help="Add a capability (or ALL)."),
     click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)."),
     click.option("--privileged", is_flag=True, help="All capabilities, no masked or read-only paths."),
-    click.option("--init", is_flag=True, help="Run a reaping, signal-forwarding init as PID 1."),
+    click.option("--init", is_flag=True, help="Run tini as PID 1: it reaps orphans and forwards signals."),
+    click.option("--device", multiple=True, metavar="HOST[:CTR[:rwm]]",
+                 help="Give the container a host device."),
     click.option("--network", default="bridge", show_default=True,
                  help="bridge, none, host, container:ID, or a network's name."),
     click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CTR[/PROTO]",
@@ -92,7 +96,8 @@ def make_options(command, flags):
         hostname=flags["hostname"], name=flags["name"], volumes=list(flags["volume"]),
         tmpfs=list(flags["tmpfs"]), read_only=flags["read_only"], cap_add=list(flags["cap_add"]),
         cap_drop=list(flags["cap_drop"]), privileged=flags["privileged"], tty=flags["tty"],
-        interactive=flags["interactive"], init=flags["init"], network=flags["network"],
+        interactive=flags["interactive"], init=flags["init"], devices=list(flags["device"]),
+        network=flags["network"],
         publish=list(flags["publish"]), dns=list(flags["dns"]), add_hosts=list(flags["add_host"]),
         rm=flags["rm"], memory=flags["memory"], memory_swap=flags["memory_swap"], cpus=flags["cpus"],
         cpu_shares=flags["cpu_shares"], cpuset_cpus=flags["cpuset_cpus"],
@@ -417,8 +422,11 @@ def images(quiet):
 @click.option("--target", help="Build up to this stage.")
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring the build cache.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--network", default="bridge", show_default=True,
+              type=click.Choice(["bridge", "default", "host", "none"]),
+              help="The network of RUN steps.")
 @click.argument("context", type=click.Path(file_okay=False))
-def build(tags, dockerfile, build_arg, target, no_cache, quiet, context):
+def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, context):
     """Build an image from a Dockerfile and a CONTEXT directory."""
     require_root()
     from minirun.image.builder import BuildOptions, build as run_build
@@ -430,7 +438,8 @@ def build(tags, dockerfile, build_arg, target, no_cache, quiet, context):
     for tag in tags:
         check_name(tag)
     image_id = run_build(store(), BuildOptions(context, dockerfile, list(tags), args, target,
-                                               no_cache, quiet))
+                                               no_cache, quiet,
+                                               "bridge" if network == "default" else network))
     if quiet:
         click.echo(image_id)
 

@@ -34,6 +34,7 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     quiet: bool = False
+    network: str = "bridge"    # where RUN steps run: bridge (as docker build), host or none
 
 
 @dataclass

@@ -14,7 +14,7 @@ import stat
 import tarfile
 
 from minirun.errors import DockerfileError, ExecError, MinirunError
-from minirun.image import layers as layerfs
+from minirun.image import layers as layerfs, layerview
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # Mount points the start sequence may create in a RUN step's upper dir;
@@ -191,7 +191,8 @@ def run_container(b, stage, command, line):
     from minirun.image.store import Image
     from minirun.runtime import container
     from minirun.runtime.options import RunOptions, build_spec
-    from minirun.runtime.start import finish, hold_signals, launch, release_signals, supervise
+    from minirun.runtime.start import (
+        attached_stdio, close_all, finish, hold_signals, launch, release_signals, supervise)
     cfg = _config(stage)
     diff_ids = stage.config["rootfs"]["diff_ids"]
     image = Image("", stage.config, b.layer_dirs(stage.config),
@@ -203,25 +204,31 @@ def run_container(b, stage, command, line):
                               b.path, line)
     bundle = b.store.mkdtemp("build-")
     cid = container.new_id()
+    spec = None
     b.say(f" ---> Running in {cid[:12]}")
     try:
         for d in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(bundle, d))
-        opts = RunOptions(command=command, entrypoint="", env=build_args, network="host",
+        opts = RunOptions(command=command, entrypoint="", env=build_args, network=b.opts.network,
                           hostname=cid[:12])
         spec = build_spec(opts, image, cid, bundle)
-        container.write_etc_files(bundle, spec.hostname, container.host_hosts_lines(),
-                                  keep_loopback_dns=True)
+        write_run_network_files(b.store, spec)
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        theirs, ours = attached_stdio(spec.process)
         hold_signals()
         try:
-            running = launch(spec, None)
+            running = launch(spec, None, theirs)
         except ExecError as e:
             release_signals()
+            close_all(ours)
             raise DockerfileError(f"RUN: {e}", b.path, line) from None
         except BaseException:
             release_signals()
+            close_all(ours)
             raise
+        finally:
+            close_all(theirs)
+        running.pipes = ours
         try:
             code = supervise(running)
         finally:
@@ -232,6 +239,28 @@ def run_container(b, stage, command, line):
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
+    finally:
+        if spec is not None and spec.attachment is not None:
+            from minirun.network.connect import disconnect
+            disconnect(b.store.root, spec.id, spec.attachment)
+
+
+def write_run_network_files(store, spec):
+    """A RUN step's network, as `docker build` gives it: its own namespace
+    on the default bridge (leased here, given back when the step ends), or
+    the host's, or none; and the /etc files that go with it."""
+    from minirun.runtime import container
+    if spec.network == "host":
+        container.write_etc_files(spec.bundle, spec.hostname, container.host_hosts_lines(),
+                                  keep_loopback_dns=True)
+        return
+    lines = []
+    if spec.network == "bridge":
+        from minirun.network.connect import connect
+        with store.lock():
+            connect(store.root, spec, [], [])
+        lines = [f"{spec.attachment.address}\t{spec.hostname}"]
+    container.write_etc_files(spec.bundle, spec.hostname, lines)
 
 
 def drop_mount_points(upper, lowers):
@@ -251,19 +280,7 @@ def drop_mount_points(upper, lowers):
             pass
 
 
-def lookup(lowers, path):
-    """lstat of `path` as the stacked layers (bottom first) show it, or None."""
-    rel = path.strip("/")
-    if not rel:
-        return os.lstat(lowers[-1]) if lowers else None
-    for layer in reversed(lowers):
-        candidate = os.path.join(layer, rel)
-        try:
-            st = os.lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        return None if layerfs.is_whiteout(st) else st
-    return None
+lookup = layerview.lookup
 
 
 def make_parents(tree, path, lowers, include_last=False):
@@ -336,7 +353,7 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
             source_lowers = b.layer_dirs(b._copy_from_config(flags["from"], ins, line))
             rels = []
             for s in sources:
-                rel = posixpath.normpath("/" + s).strip("/")
+                rel = layerview.resolve(source_lowers, s)    # inside that stage, never the host
                 if not materialize(source_lowers, rel, staging):
                     raise DockerfileError(f"{what} --from={flags['from']}: {s}: no such file or "
                                           f"directory", b.path, line)
@@ -439,19 +456,15 @@ def _walk(top, rel):
 
 def materialize(lowers, rel, out):
     """Copy `rel` as the stacked layers show it into `out` (same relative
-    path), applying whiteouts and opaque directories layer by layer."""
-    found = False
-    for layer in lowers:
+    path), applying whiteouts and opaque directories layer by layer. `rel`
+    has its symlinks resolved already; only the layers that show it are read."""
+    layers = layerview.visible_layers(lowers, rel) if rel else lowers
+    for layer in layers:
         src = os.path.join(layer, rel) if rel else layer
-        try:
-            st = os.lstat(src)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
         dst = os.path.join(out, rel) if rel else out
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        found = not layerfs.is_whiteout(st)
-        _apply_entry(src, dst, st)
-    return found
+        _apply_entry(src, dst, os.lstat(src))
+    return bool(layers)
 
 
 def _apply_entry(src, dst, st):

@@ -76,6 +76,18 @@ class Store:
         self.repositories = os.path.join(self.root, "repositories.json")
         self._lock_depth = 0
 
+    def keep_private(self):
+        """The store is root's alone (mode 0700): other local users must not
+        read image configs, container state or logs, nor hold a lock file
+        with flock(2) to hang every minirun command."""
+        try:
+            mode = os.stat(self.root).st_mode
+        except FileNotFoundError:
+            os.makedirs(self.root, 0o700, exist_ok=True)
+            return
+        if mode & 0o077:
+            os.chmod(self.root, 0o700)
+
     def ensure_dirs(self):
         for d in (self.layers, self.images, self.containers, self.tmp):
             os.makedirs(d, exist_ok=True)

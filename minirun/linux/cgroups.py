@@ -115,6 +115,10 @@ class CgroupV2:
             _write(f"{p}/pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
         if r.blkio_weight is not None:
             _write(f"{p}/io.weight", f"default {blkio_to_io_weight(r.blkio_weight)}")
+        if r.devices is not None:
+            # v2 has no devices controller: an eBPF program decides instead.
+            from minirun.linux import devicefilter
+            devicefilter.attach(p, r.devices)
 
     def add(self, name, pid):
         _write(f"{self.path(name)}/cgroup.procs", pid)
@@ -151,7 +155,7 @@ class CgroupV2:
 
 class CgroupV1:
     version = 1
-    CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio")
+    CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices")
 
     def __init__(self, mounts):
         """`mounts`: controller → where its hierarchy is mounted."""
@@ -203,6 +207,11 @@ class CgroupV1:
             if not os.path.exists(os.path.join(self.path(name, "blkio"), "blkio.weight")):
                 raise OSError("--blkio-weight: this host's I/O scheduler has no blkio.weight")
             self._set("blkio", name, "blkio.weight", r.blkio_weight)
+        if r.devices is not None:
+            # Deny everything, then allow the list, rule by rule.
+            self._set("devices", name, "devices.deny", "a")
+            for rule in r.devices:
+                self._set("devices", name, "devices.allow", str(rule))
 
     def add(self, name, pid):
         for d in self._dirs(name):

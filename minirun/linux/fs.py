@@ -4,14 +4,15 @@ bind mounts, device nodes and the switch of root. Each is one kernel step.
 The paths given here are already decided by the caller; these functions
 attach, remount or detach, and nothing else.
 """
+import errno
 import os
 import stat
 
+from minirun.errors import MinirunError
 from minirun.linux import explain
 from minirun.linux.syscalls import (
     MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
-    MS_REC, MS_REMOUNT, mount, pivot_root, umount)
-
+    MS_REC, MS_REMOUNT, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, mount, openat2, pivot_root, umount)
 
 
 def make_mounts_private():
@@ -70,11 +71,13 @@ def mount_mqueue(target):
     mount("mqueue", target, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def make_device(path, major, minor, mode=0o666):
-    """Create a character device node — mknod(2)."""
-    explain.step(f'mknod("{path}", S_IFCHR|{mode:o}, makedev({major}, {minor}))', "mknod(2)")
-    os.mknod(path, stat.S_IFCHR | mode, os.makedev(major, minor))
-    os.chmod(path, mode)  # mknod's mode is filtered by the umask
+def make_device(path, kind, major, minor, mode=0o666, dir_fd=None):
+    """Create a character (c) or block (b) device node — mknod(2)."""
+    fmt = stat.S_IFCHR if kind == "c" else stat.S_IFBLK
+    explain.step(f'mknod("{path}", S_IF{"CHR" if kind == "c" else "BLK"}|{mode:o}, '
+                 f'makedev({major}, {minor}))', "mknod(2)")
+    os.mknod(path, fmt | mode, os.makedev(major, minor), dir_fd=dir_fd)
+    os.chmod(path, mode, dir_fd=dir_fd)  # mknod's mode is filtered by the umask
 
 
 def pivot_into(new_root):
@@ -110,28 +113,94 @@ def remount_root_readonly():
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
-def secure_join(root, path):
-    """Resolve `path` as if `root` were `/`: symlinks and `..` inside the
-    container's tree can never lead out of it (runc's securejoin does this).
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise OSError(f"too many levels of symbolic links in {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+# --- paths inside the container's root, never outside it --------------------------------
+
+IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+
+
+def open_root(path):
+    """An O_PATH descriptor for the container's root: every path inside the
+    container is then resolved relative to it, by the kernel."""
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def fd_path(fd):
+    """The /proc/self/fd/N name of an open file: mount(2) through it reaches
+    exactly that file, whatever happens to its path meanwhile."""
+    return f"/proc/self/fd/{fd}"
+
+
+def open_in_root(root_fd, path, make=None, _hops=0):
+    """Open `path` as if `root_fd` were `/` — openat2(2) with RESOLVE_IN_ROOT:
+    symlinks and `..` resolve inside the container's tree, never above it,
+    even if a process in a shared volume swaps a directory for a symlink
+    while we look (the CVE-2021-30465 race). With make="dir" or "file",
+    what is missing is created on the way, each step relative to a
+    directory already opened inside the root (a dangling symlink on the way
+    is followed, inside the root, to where its target is made).
+    Returns an O_PATH fd."""
+    rel = path.strip("/")
+    try:
+        return openat2(root_fd, rel or ".", os.O_PATH, IN_ROOT)
+    except FileNotFoundError:
+        if make is None:
+            raise
+    parent, name = os.path.split(rel)
+    parent_fd = open_in_root(root_fd, parent, make="dir", _hops=_hops)
+    try:
+        if make == "dir":
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+        else:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+                             dir_fd=parent_fd))
+    except FileExistsError:
+        try:
+            link = os.readlink(name, dir_fd=parent_fd)
+        except OSError:
+            link = None      # made meanwhile: openat2 below takes it
+        if link is not None:
+            if _hops >= 40:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+            return open_in_root(root_fd, os.path.join("/" + parent, link), make, _hops + 1)
+    finally:
+        os.close(parent_fd)
+    return openat2(root_fd, rel, os.O_PATH, IN_ROOT)
+
+
+def bind_mount_in_root(root_fd, source, target, readonly=False):
+    """-v SOURCE:TARGET with TARGET resolved inside the root and mounted
+    through its fd. The read-only remount needs the new mount itself, so
+    the target is opened again and must be the source we just mounted."""
+    fd = open_in_root(root_fd, target, make="dir" if os.path.isdir(source) else "file")
+    try:
+        mount(source, fd_path(fd), None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+    if readonly:
+        fd = open_in_root(root_fd, target)
+        try:
+            check_mounted_source(fd, source, target)
+            mount(None, fd_path(fd), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+        finally:
+            os.close(fd)
+
+
+def check_mounted_source(fd, source, target):
+    """Refuse to go on if `target` no longer leads to the `source` just
+    mounted there: a swap between mounting and remounting read-only would
+    otherwise leave the volume writable."""
+    a, b = os.fstat(fd), os.stat(source)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        raise MinirunError(f"mount target {target} changed while it was being mounted "
+                           f"(a symlink swapped in?): refusing to start")
+
+
+def check_cwd_inside_root():
+    """After chdir: the working directory must be inside the container's
+    root. A directory reached through a leaked fd (-w /proc/self/fd/N, the
+    CVE-2024-21626 family) is outside it, and getcwd(3) then fails."""
+    try:
+        os.getcwd()
+    except OSError:
+        raise MinirunError("the working directory is outside the container's root: "
+                           "refusing to start") from None

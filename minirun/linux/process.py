@@ -6,6 +6,35 @@ import socket
 from minirun.linux import explain
 
 
+def close_inherited_fds(keep):
+    """Close every file descriptor above 2 except `keep`: whatever the caller
+    of minirun had open (a directory, a socket, a log file) must not reach
+    the container, where /proc/self/fd/N would reopen it — close_range(2)."""
+    explain.step(f"close_range(3, ~0U) but {sorted(keep)}", "close_range(2)")
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def new_session():
+    """Start a session of our own, with no controlling terminal: the
+    caller's terminal is out of reach (TIOCSTI and job control need it as
+    the controlling terminal) — setsid(2)."""
+    explain.step("setsid()", "setsid(2)")
+    os.setsid()
+
+
+def set_dumpable(on):
+    """A non-dumpable process's /proc/PID files (exe, environ, mem) belong to
+    root of the host and ptrace is refused — PR_SET_DUMPABLE, see prctl(2).
+    execve(2) makes the new program dumpable again."""
+    import prctl
+    explain.step(f"prctl(PR_SET_DUMPABLE, {int(on)})", "prctl(2)")
+    prctl.set_dumpable(on)
+
+
 def set_hostname(name):
     """Name this UTS namespace — sethostname(2)."""
     explain.step(f'sethostname("{name}")', "sethostname(2)")

@@ -111,3 +111,59 @@ def pivot_root(new_root, put_old):
     explain.step(call, "pivot_root(2)")
     nr = _SYS_PIVOT_ROOT[os.uname().machine]
     _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), call)
+
+
+# openat2(2), Linux 5.6: open a path under rules for how it may be resolved.
+RESOLVE_NO_XDEV = 0x01        # never cross a mount point
+RESOLVE_NO_MAGICLINKS = 0x02  # never follow /proc/PID/fd/N-style links
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10        # treat the directory fd as "/": nothing resolves above it
+_SYS_OPENAT2 = 437            # one number on every architecture
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_RESOLVE_NAMES = [(RESOLVE_NO_XDEV, "RESOLVE_NO_XDEV"), (RESOLVE_NO_MAGICLINKS, "RESOLVE_NO_MAGICLINKS"),
+                  (RESOLVE_NO_SYMLINKS, "RESOLVE_NO_SYMLINKS"), (RESOLVE_BENEATH, "RESOLVE_BENEATH"),
+                  (RESOLVE_IN_ROOT, "RESOLVE_IN_ROOT")]
+
+
+def openat2(dirfd, path, flags, resolve, mode=0):
+    """Open `path` relative to `dirfd` under the `resolve` rules — openat2(2).
+    Failures are OSErrors (FileNotFoundError...) naming the path; a kernel
+    without openat2 is a KernelError: minirun never falls back to a path walk."""
+    call = f'openat2({dirfd}, "{path}", {_flag_names(resolve, _RESOLVE_NAMES)})'
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), path.encode(),
+                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err == errno.ENOSYS:
+            raise KernelError(f"{call}: this kernel has no openat2(2); minirun needs Linux 5.6 "
+                              f"or later to resolve paths inside a container safely")
+        raise OSError(err, os.strerror(err), path)
+    explain.step(f"{call} = {fd}", "openat2(2)")
+    return fd
+
+
+# bpf(2): load and attach eBPF programs (devicefilter.py builds the one we use).
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "armv7l": 386}
+
+
+def bpf(cmd, attr, call):
+    """One bpf(2) command with its attribute block (bytes, mutable); returns
+    what the kernel returns (a file descriptor for BPF_PROG_LOAD)."""
+    explain.step(call, "bpf(2)")
+    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+    result = _libc.syscall(ctypes.c_long(_SYS_BPF[os.uname().machine]), ctypes.c_int(cmd),
+                           buf, ctypes.c_uint(len(attr)))
+    if result < 0:
+        err = ctypes.get_errno()
+        if err == errno.ENOSYS:
+            raise KernelError(f"{call}: this kernel has no bpf(2); minirun needs it to limit "
+                              f"devices on cgroup v2")
+        raise KernelError(f"{call}: {errno.errorcode.get(err, err)} ({os.strerror(err)})")
+    return result

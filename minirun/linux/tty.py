@@ -15,9 +15,9 @@ def open_pty():
 
 
 def make_controlling_terminal(fd):
-    """Start a new session whose controlling terminal is `fd`: setsid(2), TIOCSCTTY."""
-    explain.step(f"setsid(); ioctl({fd}, TIOCSCTTY)", "tty_ioctl(4)")
-    os.setsid()
+    """Make `fd` the controlling terminal of our session (new, and with none
+    yet: see process.new_session) — TIOCSCTTY, tty_ioctl(4)."""
+    explain.step(f"ioctl({fd}, TIOCSCTTY)", "tty_ioctl(4)")
     fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
 
 

@@ -5,13 +5,14 @@ It is PID 1 of the new PID namespace (the parent arranged that before the
 fork). Every step below is one kernel step, in the order runc and crun take
 them; see start.py for the parent's side and sync.py for the conversation.
 """
+import fcntl
 import os
 import signal
 
 from minirun.errors import ExecError, MinirunError
 from minirun.linux import caps, explain, fs, net, process, tty
 from minirun.linux.syscalls import NAMESPACE_FLAGS, setns, unshare
-from minirun.runtime import init, sync
+from minirun.runtime import sync
 from minirun.runtime.spec import ContainerSpec
 
 # Nodes of a minimal /dev, as Docker makes them: (name, major, minor).
@@ -22,17 +23,18 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
 
 
-def child_main(spec: ContainerSpec, sock, cgroup=None):
+def child_main(spec: ContainerSpec, sock, stdio, cgroup=None):
     """Never returns: execs the container's program or exits with an error.
+    `stdio` is the container's fds 0-2 as minirun made them (None: /dev/null);
     `cgroup` is the parent's cgroup driver, for mounting /sys/fs/cgroup."""
-    _reporting_errors(sock, _start_container, spec, sock, cgroup)
+    _reporting_errors(sock, _start_container, spec, sock, stdio, cgroup)
 
 
-def join_main(spec: ContainerSpec, process, pid, cgroup, sock):
+def join_main(spec: ContainerSpec, process, pid, cgroup, sock, stdio):
     """`minirun exec`, child side: join the running container whose PID 1 is
     `pid` (the parent already made us part of its PID namespace), then become
     `process`. Never returns."""
-    _reporting_errors(sock, _join_container, spec, process, pid, cgroup, sock)
+    _reporting_errors(sock, _join_container, spec, process, pid, cgroup, sock, stdio)
 
 
 def _reporting_errors(sock, fn, *args):
@@ -52,11 +54,19 @@ def _reporting_errors(sock, fn, *args):
     os._exit(125)
 
 
-def _start_container(spec, sock, cgroup):
-    # If minirun dies, the kernel kills us, and with PID 1 the whole namespace.
+def leave_the_callers_world(sock, stdio):
+    """Step 0, before anything else: nothing the caller of minirun had open
+    reaches the container but the stdio minirun made for it, and the
+    container has no controlling terminal of the host's."""
     caps.set_parent_death_signal(signal.SIGKILL)
+    process.close_inherited_fds([sock.fileno()] + [fd for fd in stdio if fd is not None])
+    process.new_session()
     explain.keep_stderr()
-    stdin = os.open("/dev/null", os.O_RDONLY) if not spec.process.stdin else None
+
+
+def _start_container(spec, sock, stdio, cgroup):
+    # 0. If minirun dies, the kernel kills us, and with PID 1 the whole namespace.
+    leave_the_callers_world(sock, stdio)
 
     # 1. Namespaces: join those given by path (--network container:ID), then
     # make the new ones (pid was arranged by the parent before the fork).
@@ -74,27 +84,29 @@ def _start_container(spec, sock, cgroup):
     # 2. The root filesystem, still seen from the host's tree of mounts. The
     # parent meanwhile puts us in our cgroup and wires our network: moving a
     # process between v1 cgroups waits for an RCU grace period (~10 ms), time
-    # better spent mounting than waiting.
+    # better spent mounting than waiting. Every path inside the container is
+    # resolved by the kernel relative to the root's fd (fs.open_in_root).
     fs.make_mounts_private()
     if "net" in spec.namespaces:
         net.bring_up_loopback()
-    rootfs = spec.rootfs.mountpoint
-    fs.mount_overlay(spec.rootfs.layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir, rootfs)
-    mount_volumes(spec, rootfs)
-    mount_pseudo_filesystems(rootfs, privileged=spec.privileged)
+    fs.mount_overlay(spec.rootfs.layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir,
+                     spec.rootfs.mountpoint)
+    root = fs.open_root(spec.rootfs.mountpoint)
+    mount_volumes(spec, root)
+    mount_pseudo_filesystems(root, spec)
     sync.expect(sock, sync.CONTINUE)
     if "cgroup" in spec.namespaces:
         # Only now: the parent has moved us into our cgroup, which becomes
         # the root of the cgroup tree we see, and of the one we mount.
         unshare(NAMESPACE_FLAGS["cgroup"])
-    mount_cgroupfs(rootfs, cgroup, readonly=not spec.privileged)
+    mount_cgroupfs(root, cgroup, readonly=not spec.privileged)
     if "uts" in spec.namespaces:
         process.set_hostname(spec.hostname)
-    workdir = fs.secure_join(rootfs, spec.process.cwd)
-    os.makedirs(workdir, exist_ok=True)  # Docker creates a missing WorkingDir
+    os.close(fs.open_in_root(root, spec.process.cwd, make="dir"))  # Docker creates a missing WorkingDir
+    os.close(root)
 
     # 3. Switch root: from here on, only the container's files exist.
-    fs.pivot_into(rootfs)
+    fs.pivot_into(spec.rootfs.mountpoint)
     if spec.rootfs.readonly:
         fs.remount_root_readonly()
     if not spec.privileged:
@@ -103,13 +115,14 @@ def _start_container(spec, sock, cgroup):
         for path in spec.readonly_paths:
             fs.make_readonly(path)
     terminal = open_terminal(sock, console=True) if spec.process.tty else None
-    become_program(spec, spec.process, sock, stdin, terminal)
+    become_program(spec, spec.process, sock, stdio, terminal)
 
 
-def _join_container(spec, proc, pid, cgroup, sock):
-    caps.set_parent_death_signal(signal.SIGKILL)
-    explain.keep_stderr()
-    stdin = os.open("/dev/null", os.O_RDONLY) if not proc.stdin else None
+def _join_container(spec, proc, pid, cgroup, sock, stdio):
+    # The parent made us non-dumpable before the fork: until execve, no
+    # process of the container can read our memory or open /proc/<us>/exe,
+    # which is the host's python (the CVE-2019-5736 class).
+    leave_the_callers_world(sock, stdio)
     if cgroup is not None:
         cgroup.add(spec.id, 0)      # 0: the writing process itself
     # The mount namespace last: joining it also moves our root and working
@@ -120,10 +133,10 @@ def _join_container(spec, proc, pid, cgroup, sock):
         setns(fd, NAMESPACE_FLAGS["mount" if ns == "mnt" else ns])
         os.close(fd)
     terminal = open_terminal(sock, console=False) if proc.tty else None
-    become_program(spec, proc, sock, stdin, terminal)
+    become_program(spec, proc, sock, stdio, terminal)
 
 
-def become_program(spec, proc, sock, stdin, terminal):
+def become_program(spec, proc, sock, stdio, terminal):
     """Steps 4 and 5, shared by a container's first process and by exec."""
     # 4. Who the program runs as, and with which powers.
     keep = {caps.cap_number(c) for c in spec.capabilities}
@@ -139,6 +152,7 @@ def become_program(spec, proc, sock, stdin, terminal):
         os.chdir(proc.cwd)
     except OSError as e:
         raise ExecError(f"chdir to {proc.cwd}: {e.strerror}", 126) from None
+    fs.check_cwd_inside_root()
 
     # 5. The program itself.
     env = proc.env
@@ -147,9 +161,7 @@ def become_program(spec, proc, sock, stdin, terminal):
     if path is None:
         raise ExecError(f'exec: "{args[0]}": executable file not found in $PATH', 127)
     process.reset_signal_dispositions()
-    if proc.init:
-        init.fork_program(close_in_init=[sock] + [fd for fd in (stdin, terminal) if fd is not None])
-    attach_stdio(stdin, terminal)
+    attach_stdio(stdio, terminal)
     try:
         process.exec_program(path, args, env)
     except PermissionError:
@@ -158,39 +170,37 @@ def become_program(spec, proc, sock, stdin, terminal):
         raise ExecError(f'exec: "{args[0]}": {e.strerror}', 126)
 
 
-def mount_volumes(spec, rootfs):
-    """-v, --tmpfs and the /etc files minirun writes, onto paths resolved
-    inside the rootfs so a symlink in the image cannot point them at the host."""
+def mount_volumes(spec, root):
+    """-v, --tmpfs and the /etc files minirun writes, each target resolved
+    inside the root and mounted through its fd (fs.open_in_root)."""
     for target, source in spec.etc_files.items():
-        dest = fs.secure_join(rootfs, target)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if not os.path.exists(dest):
-            open(dest, "a").close()
-        fs.bind_mount(source, dest)
+        fs.bind_mount_in_root(root, source, target)
     for m in spec.mounts:
-        dest = fs.secure_join(rootfs, m.target)
-        if m.type == "bind" and not os.path.isdir(m.source):
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            if not os.path.exists(dest):
-                open(dest, "a").close()
-        else:
-            os.makedirs(dest, exist_ok=True)
         if m.type == "bind":
-            fs.bind_mount(m.source, dest, readonly=m.readonly)
+            fs.bind_mount_in_root(root, m.source, m.target, readonly=m.readonly)
         else:
-            fs.mount_tmpfs(dest, m.options or "mode=1777")
+            fd = fs.open_in_root(root, m.target, make="dir")
+            try:
+                fs.mount_tmpfs(fs.fd_path(fd), m.options or "mode=1777")
+            finally:
+                os.close(fd)
 
 
-def mount_pseudo_filesystems(rootfs, privileged):
-    """/proc of the new PID namespace, /sys, and a minimal /dev."""
-    for d in ("proc", "sys", "dev"):
-        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    fs.mount_proc(os.path.join(rootfs, "proc"))
-    fs.mount_sysfs(os.path.join(rootfs, "sys"), readonly=not privileged)
-    dev = os.path.join(rootfs, "dev")
-    fs.mount_tmpfs(dev, "mode=755,size=65536k", fs.MS_NOSUID)
+def mount_pseudo_filesystems(root, spec):
+    """/proc of the new PID namespace, /sys, and a minimal /dev with the
+    nodes --device and --privileged add."""
+    for name, mount in (("proc", fs.mount_proc),
+                        ("sys", lambda t: fs.mount_sysfs(t, readonly=not spec.privileged)),
+                        ("dev", lambda t: fs.mount_tmpfs(t, "mode=755,size=65536k", fs.MS_NOSUID))):
+        fd = fs.open_in_root(root, name, make="dir")
+        try:
+            mount(fs.fd_path(fd))
+        finally:
+            os.close(fd)
+    devfd = fs.open_in_root(root, "dev")      # the fresh tmpfs: only what we put there
+    dev = fs.fd_path(devfd)
     for name, major, minor in DEVICES:
-        fs.make_device(os.path.join(dev, name), major, minor)
+        fs.make_device(os.path.join(dev, name), "c", major, minor)
     for name, target in DEV_LINKS:
         os.symlink(target, os.path.join(dev, name))
     for d in ("pts", "shm", "mqueue"):
@@ -199,28 +209,49 @@ def mount_pseudo_filesystems(rootfs, privileged):
     fs.mount_tmpfs(os.path.join(dev, "shm"), "mode=1777,size=65536k", fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
     fs.mount_mqueue(os.path.join(dev, "mqueue"))
     open(os.path.join(dev, "console"), "w").close()
+    os.close(devfd)
+    for d in spec.devices:
+        parent = fs.open_in_root(root, os.path.dirname(d.path), make="dir")
+        try:
+            name = os.path.basename(d.path)
+            if not os.path.lexists(os.path.join(fs.fd_path(parent), name)):
+                fs.make_device(name, d.type, d.major, d.minor, d.mode, dir_fd=parent)
+        finally:
+            os.close(parent)
 
 
-def mount_cgroupfs(rootfs, driver, readonly):
+def mount_cgroupfs(root, driver, readonly):
     """/sys/fs/cgroup as Docker gives it: the container's own cgroup as the
-    root of each hierarchy (the cgroup namespace sees to that)."""
-    target = os.path.join(rootfs, "sys/fs/cgroup")
-    if driver is None or not os.path.isdir(target):
+    root of each hierarchy (the cgroup namespace sees to that). The target
+    lives in the sysfs just mounted: the kernel's, not the image's."""
+    if driver is None:
         return
     flags = fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC | (fs.MS_RDONLY if readonly else 0)
-    if driver.version == 2:
-        fs.mount("cgroup2", target, "cgroup2", flags)
+    try:
+        fd = fs.open_in_root(root, "sys/fs/cgroup")
+    except FileNotFoundError:
         return
-    fs.mount_tmpfs(target, "mode=755", fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
-    hierarchies = {}
-    for controller, mountpoint in driver.mounts.items():
-        hierarchies.setdefault(mountpoint, []).append(controller)
-    for mountpoint, controllers in sorted(hierarchies.items()):
-        d = os.path.join(target, os.path.basename(mountpoint))
-        os.mkdir(d)
-        fs.mount("cgroup", d, "cgroup", flags, ",".join(sorted(controllers)))
-    if readonly:
-        fs.mount(None, target, None, fs.MS_REMOUNT | fs.MS_BIND | fs.MS_RDONLY | flags)
+    try:
+        if driver.version == 2:
+            fs.mount("cgroup2", fs.fd_path(fd), "cgroup2", flags)
+            return
+        fs.mount_tmpfs(fs.fd_path(fd), "mode=755", fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
+    finally:
+        os.close(fd)
+    fd = fs.open_in_root(root, "sys/fs/cgroup")     # now the tmpfs on top
+    target = fs.fd_path(fd)
+    try:
+        hierarchies = {}
+        for controller, mountpoint in driver.mounts.items():
+            hierarchies.setdefault(mountpoint, []).append(controller)
+        for mountpoint, controllers in sorted(hierarchies.items()):
+            d = os.path.join(target, os.path.basename(mountpoint))
+            os.mkdir(d)
+            fs.mount("cgroup", d, "cgroup", flags, ",".join(sorted(controllers)))
+        if readonly:
+            fs.mount(None, target, None, fs.MS_REMOUNT | fs.MS_BIND | fs.MS_RDONLY | flags)
+    finally:
+        os.close(fd)
 
 
 def open_terminal(sock, console):
@@ -235,13 +266,14 @@ def open_terminal(sock, console):
     return slave
 
 
-def attach_stdio(stdin, terminal):
-    """Give the program its fds 0, 1 and 2."""
+def attach_stdio(stdio, terminal):
+    """Give the program its fds 0, 1 and 2: the pty with -t, else the pipes
+    minirun made (stdin /dev/null when there is none) — dup2(2)."""
     if terminal is not None:
         tty.make_controlling_terminal(terminal)
-        for fd in (0, 1, 2):
-            os.dup2(terminal, fd)
-        os.close(terminal)
-    elif stdin is not None:
-        os.dup2(stdin, 0)
-        os.close(stdin)
+        fds = (terminal,) * 3
+    else:
+        fds = [fd if fd is not None else os.open("/dev/null", os.O_RDONLY) for fd in stdio]
+    fds = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]  # out of 0-2's way first
+    for n, fd in enumerate(fds):
+        os.dup2(fd, n)

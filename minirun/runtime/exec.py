@@ -12,7 +12,9 @@ from minirun.linux.syscalls import CLONE_NEWPID, setns
 from minirun.runtime import container, lifecycle, state as statefile, sync
 from minirun.runtime.options import parse_env
 from minirun.runtime.spec import Process
-from minirun.runtime.start import Running, hold_signals, kill_and_reap, release_signals, supervise
+from minirun.linux.process import set_dumpable
+from minirun.runtime.start import (
+    Running, attached_stdio, close_all, hold_signals, kill_and_reap, release_signals, supervise)
 from minirun.runtime.users import resolve_user
 from minirun.errors import UsageError
 
@@ -35,34 +37,44 @@ def exec_in(store, ref, command, env=(), workdir=None, user=None, tty=False, int
     cgroup = lifecycle.cgroup_driver()
 
     parent_end, child_end = sync.channel()
+    stdio, pipes = attached_stdio(proc)
     hold_signals()
-    child = fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end)
-    child_end.close()
+    try:
+        child = fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end, stdio)
+    finally:
+        child_end.close()
+        close_all(stdio)
     try:
         master = sync.expect(parent_end, sync.PTY_MASTER) if tty else None
         sync.expect_exec(parent_end)
     except BaseException:
         kill_and_reap(child)
         release_signals()
+        close_all(pipes or ())
         raise
     finally:
         parent_end.close()
-    return supervise(Running(child, master), relay_stdin=interactive)
+    return supervise(Running(child, master, pipes), relay_stdin=interactive)
 
 
-def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end):
+def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end, stdio):
     """setns(CLONE_NEWPID) moves only our future children, as unshare did for
-    the container's PID 1; then fork, then come back."""
+    the container's PID 1; then fork, then come back. The child is born
+    non-dumpable: it is a host process (the host's python) living in the
+    container's PID namespace until its execve, and the container's
+    processes must not read its memory or open its /proc/PID/exe."""
     own = os.open("/proc/self/ns/pid", os.O_RDONLY)
     theirs = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
+    set_dumpable(False)
     setns(theirs, CLONE_NEWPID)
     explain.step("fork()", "fork(2)")
     child = os.fork()
     if child == 0:
         parent_end.close()
         from minirun.runtime.child import join_main
-        join_main(spec, proc, pid, cgroup, child_end)   # never returns
+        join_main(spec, proc, pid, cgroup, child_end, stdio)   # never returns
     setns(own, CLONE_NEWPID)
+    set_dumpable(True)
     os.close(own)
     os.close(theirs)
     return child

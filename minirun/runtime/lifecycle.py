@@ -147,19 +147,25 @@ def record_exit(bundle, spec, code, cgroup):
 
 def start_attached(store, cid):
     """Run the container in the foreground; returns its exit status."""
-    from minirun.runtime.start import hold_signals, launch, release_signals, supervise
+    from minirun.runtime.start import (
+        attached_stdio, close_all, hold_signals, launch, release_signals, supervise)
     bundle = os.path.join(store.containers, cid)
     spec = container.load_spec(bundle)
     prepare_start(store.root, spec)
     _claim(bundle, cid)
     cgroup = cgroup_driver()
+    theirs, ours = attached_stdio(spec.process)
     hold_signals()
     try:
-        running = launch(spec, cgroup)
+        running = launch(spec, cgroup, theirs)
     except BaseException:
         release_signals()
+        close_all(ours or ())
         _start_failed(bundle)
         raise
+    finally:
+        close_all(theirs)
+    running.pipes = ours
     record_running(bundle, running)
     code = supervise(running, relay_stdin=spec.process.stdin)
     record_exit(bundle, spec, code, cgroup)

@@ -37,15 +37,11 @@ def main(root, cid, report_fd):
     except MinirunError as e:
         return _report(report_fd, f"error 125 {e}")
     lifecycle._claim(bundle, cid)
-    devnull = os.open("/dev/null", os.O_RDWR)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    os.dup2(devnull, 0)
-    os.dup2(out_w, 1)        # the container inherits fds 0, 1 and 2 at fork
-    os.dup2(err_w, 2)
     cgroup = lifecycle.cgroup_driver()
     try:
-        running = launch(spec, cgroup)
+        running = launch(spec, cgroup, (None, out_w, err_w))  # stdin: /dev/null
     except ExecError as e:
         lifecycle._start_failed(bundle)
         return _report(report_fd, f"error {e.exit_code} {e}")
@@ -53,8 +49,6 @@ def main(root, cid, report_fd):
         lifecycle._start_failed(bundle)
         return _report(report_fd, f"error 125 {e}")
     finally:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
         os.close(out_w)
         os.close(err_w)
     lifecycle.record_running(bundle, running)

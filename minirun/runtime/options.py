@@ -5,14 +5,15 @@ kernel: a bad -v, a missing host path, an unknown user or capability.
 """
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
 from minirun.image.store import Image
 from minirun.linux import caps
 from minirun.runtime.spec import (
-    DEFAULT_CAPABILITIES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS, ContainerSpec, Mount,
-    Process, Resources, Rootfs)
+    DEFAULT_CAPABILITIES, DEFAULT_DEVICE_RULES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS,
+    ContainerSpec, Device, DeviceRule, Mount, Process, Resources, Rootfs)
 from minirun.runtime.container import etc_file_paths
 from minirun.runtime.users import resolve_user
 
@@ -39,6 +40,7 @@ class RunOptions:
     tty: bool = False
     interactive: bool = False
     init: bool = False
+    devices: list[str] = field(default_factory=list)
     network: str = "bridge"
     publish: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
@@ -103,6 +105,81 @@ def parse_tmpfs(spec):
     if not target.startswith("/"):
         raise UsageError(f"invalid --tmpfs {spec!r}: the path must be absolute")
     return Mount(type="tmpfs", target=os.path.normpath(target), options=options or "mode=1777")
+
+
+DOCKER_INIT = "/sbin/docker-init"        # where Docker puts its init, too
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init")
+
+
+def init_mount():
+    """--init: a small static init (Debian's tini-static, which Docker ships as
+    docker-init) bound read-only into the container to be its PID 1. Static,
+    so it needs nothing from the image; not a host interpreter, so the
+    container's /proc/1/exe leads to nothing worth having."""
+    for path in INIT_BINARIES:
+        if os.path.exists(path):
+            return Mount(type="bind", source=path, target=DOCKER_INIT, readonly=True)
+    raise UsageError("--init needs tini: install Debian's tini package (apt-get install tini)")
+
+
+def parse_device(text):
+    """--device HOST[:CONTAINER[:PERMISSIONS]] → (the node to make inside,
+    the rule that lets the container open it)."""
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise UsageError(f"--device {text}: want HOST[:CONTAINER[:PERMISSIONS]]")
+    host, target, access = parts[0], parts[0], "rwm"
+    if len(parts) == 2 and parts[1] and not parts[1].startswith("/") and set(parts[1]) <= set("rwm"):
+        access = parts[1]                     # HOST:PERMISSIONS, as Docker reads it
+    elif len(parts) >= 2:
+        target = parts[1] or host
+        access = parts[2] if len(parts) == 3 else access
+    if not access or set(access) - set("rwm"):
+        raise UsageError(f"--device {text}: invalid permissions {access!r}: use r, w and m")
+    if not target.startswith("/"):
+        raise UsageError(f"--device {text}: the container path must be absolute")
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise UsageError(f"--device {text}: {host}: {e.strerror}") from None
+    kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+    if kind is None:
+        raise UsageError(f"--device {text}: {host} is not a device")
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return (Device(os.path.normpath(target), kind, major, minor, stat.S_IMODE(st.st_mode)),
+            DeviceRule(kind, major, minor, access))
+
+
+# The minimal /dev every container gets is made by the child; --privileged
+# adds the host's other nodes, but not these.
+OWN_DEV_NODES = {"null", "zero", "full", "random", "urandom", "tty", "console", "ptmx"}
+
+
+def host_devices():
+    """--privileged: every device node under the host's /dev, made again inside."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk("/dev"):
+        dirnames[:] = [d for d in dirnames if d not in ("pts", "shm", "mqueue")]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+            if kind and not (dirpath == "/dev" and name in OWN_DEV_NODES):
+                found.append(Device(path, kind, os.major(st.st_rdev), os.minor(st.st_rdev),
+                                    stat.S_IMODE(st.st_mode)))
+    return found
+
+
+def resolve_devices(opts):
+    """(nodes to make, the allow-list): Docker's defaults plus --device;
+    --privileged makes the host's nodes and lifts the list."""
+    if opts.privileged:
+        return host_devices() + [parse_device(d)[0] for d in opts.devices], None
+    pairs = [parse_device(d) for d in opts.devices]
+    return [d for d, _ in pairs], list(DEFAULT_DEVICE_RULES) + [r for _, r in pairs]
 
 
 def resolve_capabilities(opts):
@@ -278,6 +355,13 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
         raise UsageError(f"-w {workdir}: the working directory must be an absolute path")
 
     mounts = [parse_volume(v) for v in opts.volumes] + [parse_tmpfs(t) for t in opts.tmpfs]
+    args = process_args(opts, config)
+    if opts.init:
+        mounts.append(init_mount())
+        args = [DOCKER_INIT, "--"] + args
+    devices, device_rules = resolve_devices(opts)
+    resources = parse_resources(opts)
+    resources.devices = device_rules
     return ContainerSpec(
         id=container_id,
         name=opts.name or "",
@@ -287,16 +371,17 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
                       workdir=os.path.join(bundle, "work"),
                       mountpoint=os.path.join(bundle, "rootfs"),
                       readonly=opts.read_only),
-        process=Process(args=process_args(opts, config), env=env, cwd=workdir, user=user,
-                        tty=opts.tty, stdin=opts.interactive, init=opts.init),
+        process=Process(args=args, env=env, cwd=workdir, user=user,
+                        tty=opts.tty, stdin=opts.interactive),
         hostname=hostname,
         namespaces=namespaces,
         network=opts.network,
         mounts=mounts,
+        devices=devices,
         etc_files=etc_file_paths(bundle),
         capabilities=resolve_capabilities(opts),
         privileged=opts.privileged,
-        resources=parse_resources(opts),
+        resources=resources,
         stop_signal=config.get("StopSignal") or "SIGTERM",
         masked_paths=() if opts.privileged else MASKED_PATHS,
         readonly_paths=() if opts.privileged else READONLY_PATHS,

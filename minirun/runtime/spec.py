@@ -19,7 +19,7 @@ DEFAULT_CAPABILITIES = (
 MASKED_PATHS = (
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
     "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-    "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/proc/sched_debug", "/proc/scsi", "/proc/interrupts", "/sys/firmware",
     "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = (
@@ -66,7 +66,44 @@ class Process:
     user: User = field(default_factory=User)
     tty: bool = False
     stdin: bool = False
-    init: bool = False     # --init: a reaping, signal-forwarding PID 1 of ours
+
+
+@dataclass
+class DeviceRule:
+    """One entry of the device allow-list, in cgroup v1's devices.allow terms:
+    type c (character), b (block) or a (all); major and minor (None: any);
+    access: r read, w write, m mknod."""
+    type: str
+    major: int | None = None
+    minor: int | None = None
+    access: str = "rwm"
+
+    def __str__(self):
+        def num(n):
+            return "*" if n is None else str(n)
+        return f"{self.type} {num(self.major)}:{num(self.minor)} {self.access}"
+
+
+# What a container may open by default, as Docker allows it: any node may be
+# made (mknod), only these opened. A node for a host disk or /dev/kmsg can
+# exist in the container (made there, or shipped in an image) but not be used.
+DEFAULT_DEVICE_RULES = (
+    DeviceRule("c", None, None, "m"), DeviceRule("b", None, None, "m"),
+    DeviceRule("c", 1, 3), DeviceRule("c", 1, 5), DeviceRule("c", 1, 7),   # null zero full
+    DeviceRule("c", 1, 8), DeviceRule("c", 1, 9),                          # random urandom
+    DeviceRule("c", 5, 0), DeviceRule("c", 5, 1), DeviceRule("c", 5, 2),   # tty console ptmx
+    DeviceRule("c", 136, None),                                            # pts/*
+)
+
+
+@dataclass
+class Device:
+    """--device: a host device node recreated in the container's /dev."""
+    path: str              # inside the container
+    type: str              # c or b
+    major: int
+    minor: int
+    mode: int = 0o666
 
 
 @dataclass
@@ -80,6 +117,8 @@ class Resources:
     cpuset_cpus: str | None = None     # "0-1", "0,2"
     pids_limit: int | None = None
     blkio_weight: int | None = None    # 10..1000
+    devices: list[DeviceRule] | None = field(   # the allow-list; None: every device (--privileged)
+        default_factory=lambda: list(DEFAULT_DEVICE_RULES))
 
 
 @dataclass
@@ -119,6 +158,7 @@ class ContainerSpec:
     attachment: NetworkAttachment | None = None
     namespace_paths: dict[str, str] = field(default_factory=dict)  # join, don't create
     mounts: list[Mount] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
     etc_files: dict[str, str] = field(default_factory=dict)   # /etc/hosts → host file
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     masked_paths: tuple[str, ...] = MASKED_PATHS
@@ -142,7 +182,11 @@ def spec_from_dict(d):
     process["user"] = User(**process["user"])
     d["process"] = Process(**process)
     d["mounts"] = [Mount(**m) for m in d["mounts"]]
-    d["resources"] = Resources(**d["resources"])
+    d["devices"] = [Device(**x) for x in d.get("devices", [])]
+    resources = dict(d["resources"])
+    if resources.get("devices") is not None:
+        resources["devices"] = [DeviceRule(**r) for r in resources["devices"]]
+    d["resources"] = Resources(**resources)
     if d.get("attachment"):
         a = dict(d["attachment"])
         a["ports"] = [Port(**p) for p in a["ports"]]

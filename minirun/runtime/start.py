@@ -2,7 +2,10 @@
 bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
 
     0. cgroup         mkdir the container's cgroup and write its limits
-    1. channel        a socketpair to talk to the child (sync.py draws the ladder)
+                      (and its device allow-list)
+    1. channel        a socketpair to talk to the child (sync.py draws the ladder);
+                      the container's stdio: pipes or a pty minirun owns
+                      (attached_stdio), never the caller's own files
     2. unshare(PID)   the parent's *next child* will be PID 1 of a new PID namespace
     3. fork           the child runs child.child_main(); it never returns
     4. setns(PID)     the parent's later children are born on the host again
@@ -11,7 +14,7 @@ bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
                           its root filesystem → CONTINUE
     6. PTY_MASTER     with -t, the child sends the terminal's master side
     7. end-of-file    the child's execve succeeded: the container runs
-    8. supervise      forward signals, relay the terminal, waitpid(2)
+    8. supervise      forward signals, relay the pipes or the terminal, waitpid(2)
     9. finish         was it killed for memory? remove the cgroup
 """
 import os
@@ -35,6 +38,26 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
 class Running:
     pid: int                  # the container's PID 1, as the host sees it
     master: int | None = None  # the pty's master side, with -t
+    pipes: tuple | None = None  # our ends of its stdin, stdout, stderr pipes (stdin may be None)
+
+
+def attached_stdio(spec_process):
+    """The container's fds 0-2 when minirun stays attached: pipes minirun
+    owns, relayed to the caller's (none with -t: the pty serves). The
+    caller's own files never reach the container, where /proc/self/fd/N
+    would reopen them: a log file could be truncated, a directory entered,
+    a terminal sent ioctls. Returns (the container's ends, ours)."""
+    if spec_process.tty:
+        return (None, None, None), None
+    stdin = os.pipe() if spec_process.stdin else (None, None)
+    stdout, stderr = os.pipe(), os.pipe()
+    return (stdin[0], stdout[1], stderr[1]), (stdin[1], stdout[0], stderr[0])
+
+
+def close_all(fds):
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def hold_signals():
@@ -47,8 +70,9 @@ def release_signals():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
-def launch(spec: ContainerSpec, cgroup=None):
-    """Steps 0–7: returns once the container's program runs."""
+def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
+    """Steps 0–7: returns once the container's program runs. `stdio`: the
+    container's fds 0-2 (see attached_stdio); the caller closes them after."""
     if cgroup is not None:
         try:
             cgroup.create(spec.id)
@@ -56,8 +80,11 @@ def launch(spec: ContainerSpec, cgroup=None):
         except OSError as e:
             cgroup.destroy(spec.id)
             raise MinirunError(f"cgroup: {e}") from None
+        except MinirunError:           # a kernel without what a limit needs (bpf(2)...)
+            cgroup.destroy(spec.id)
+            raise
     parent_end, child_end = sync.channel()
-    pid = fork_into_new_pid_namespace(spec, parent_end, child_end, cgroup)
+    pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup)
     child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
@@ -95,7 +122,7 @@ def finish(spec, cgroup):
     return oom
 
 
-def fork_into_new_pid_namespace(spec, parent_end, child_end, cgroup=None):
+def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None):
     """Steps 2–4. unshare(CLONE_NEWPID) moves only the caller's future
     children, so the forked child is PID 1 there while minirun stays a host
     process that can waitpid() it directly."""
@@ -106,7 +133,7 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end, cgroup=None):
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        child_main(spec, child_end, cgroup)  # never returns
+        child_main(spec, child_end, stdio, cgroup)  # never returns
     if own_pidns is not None:
         setns(own_pidns, CLONE_NEWPID)
         os.close(own_pidns)
@@ -136,6 +163,8 @@ def supervise(running: Running, relay_stdin=False):
     release_signals()
     if running.master is not None:
         relay_terminal(running.master, relay_stdin)
+    elif running.pipes is not None:
+        relay_pipes(*running.pipes)
     return wait_exit_status(pid)
 
 
@@ -186,6 +215,61 @@ def relay_terminal(master, relay_stdin):
         if saved is not None:
             tty.restore_mode(stdin, saved)
         os.close(master)
+
+
+def relay_pipes(stdin, stdout, stderr):
+    """Copy our stdin into the container's, its stdout and stderr into ours,
+    until both of its output pipes are at end-of-file (its PID 1 exited,
+    taking the namespace with it). Input waits in a buffer when the
+    container does not read it, so its output is never blocked by ours."""
+    import selectors
+    sel = selectors.PollSelector()      # epoll(7) refuses a regular file on our stdin
+    targets = {stdout: sys.stdout.fileno(), stderr: sys.stderr.fileno()}
+    for fd in targets:
+        sel.register(fd, selectors.EVENT_READ)
+    pending = b""
+    if stdin is not None:
+        os.set_blocking(stdin, False)
+        sel.register(sys.stdin.fileno(), selectors.EVENT_READ)
+    while targets:
+        for key, events in sel.select():
+            fd = key.fd
+            if fd in targets:
+                data = os.read(fd, 65536)
+                if data:
+                    try:
+                        _write_all(targets[fd], data)
+                    except OSError:        # our reader went away: keep draining
+                        pass
+                else:
+                    sel.unregister(fd)
+                    os.close(fd)
+                    del targets[fd]
+            elif fd == stdin:              # the container's stdin can take more
+                try:
+                    pending = pending[os.write(stdin, pending):]
+                except OSError:            # it closed its stdin: drop the rest
+                    pending = b""
+                if not pending:
+                    sel.unregister(stdin)
+                    if sys.stdin.fileno() not in sel.get_map():
+                        os.close(stdin)
+                        stdin = None
+                    else:
+                        sel.register(sys.stdin.fileno(), selectors.EVENT_READ)
+            else:                          # our stdin has more for the container
+                data = os.read(fd, 65536)
+                sel.unregister(fd)
+                if not data:
+                    if not pending:
+                        os.close(stdin)
+                        stdin = None
+                    continue
+                pending += data
+                sel.register(stdin, selectors.EVENT_WRITE)
+    if stdin is not None:
+        os.close(stdin)
+    sel.close()
 
 
 def _write_all(fd, data):

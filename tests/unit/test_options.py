@@ -4,7 +4,7 @@ import os
 import pytest
 
 from minirun.errors import UsageError
-from minirun.linux.fs import secure_join
+from minirun.linux.fs import open_in_root, open_root
 from minirun.runtime.options import RunOptions, parse_env, parse_tmpfs, parse_volume, process_args
 from minirun.runtime.users import resolve_user
 
@@ -76,11 +76,17 @@ def test_resolve_user(layers):
         resolve_user("ann:nogroup", layers)
 
 
-def test_secure_join_stays_inside_root(tmp_path):
+def test_open_in_root_resolves_symlinks_inside_the_root(tmp_path):
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    os.symlink("/etc/shadow-outside", root / "etc/abs")
+    os.symlink(str(tmp_path / "outside"), root / "etc/abs")
     os.symlink("../../../../outside", root / "etc/rel")
-    assert secure_join(str(root), "/etc/abs") == str(root / "etc/shadow-outside")
-    assert secure_join(str(root), "/etc/rel") == str(root / "outside")
-    assert secure_join(str(root), "/../../x") == str(root / "x")
+    fd = open_root(str(root))
+    try:
+        for path in ("/etc/abs/made", "/etc/rel/made", "/../../outside/made"):
+            os.close(open_in_root(fd, path, make="dir"))
+        assert os.path.isdir(root / str(tmp_path / "outside/made").lstrip("/"))
+        assert os.path.isdir(root / "outside/made")
+        assert not (tmp_path / "outside").exists()
+    finally:
+        os.close(fd)
