@@ -287,6 +287,7 @@ def _unpack_member(tar, member, rel, tree, dirs, layer):
             src = tar.extractfile(member)
             while chunk := src.read(1 << 20):
                 f.write(chunk)
+            f.flush()                         # before the mtime is set, not after
             _set_fd_metadata(f.fileno(), member)
         return
     if member.issym():

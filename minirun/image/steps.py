@@ -213,6 +213,7 @@ def run_container(b, stage, command, line):
                           hostname=cid[:12])
         spec = build_spec(opts, image, cid, bundle)
         write_run_network_files(b.store, spec)
+        container.write_spec(spec)     # so a sweep after a SIGKILL can give its lease back
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         theirs, ours = attached_stdio(spec.process)
         hold_signals()

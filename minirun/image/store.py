@@ -119,7 +119,9 @@ class Store:
         return tempfile.mkdtemp(dir=self.tmp, prefix=f"{prefix}{os.getpid()}-")
 
     def sweep_tmp(self):
-        """Remove what processes killed mid-work (a SIGKILLed build) left in tmp/."""
+        """Remove what processes killed mid-work (a SIGKILLed build) left in
+        tmp/. A RUN step's bundle (it has a config.json) goes as a
+        container's does: with its network lease, and the bridge if unused."""
         import shutil
         from minirun.runtime.state import process_start_time
         try:
@@ -129,7 +131,11 @@ class Store:
         for entry in entries:
             pid = entry.rsplit("-", 2)[-2] if entry.count("-") >= 2 else ""
             if pid.isdigit() and process_start_time(int(pid)) is None:
-                shutil.rmtree(os.path.join(self.tmp, entry), ignore_errors=True)
+                path = os.path.join(self.tmp, entry)
+                if os.path.exists(os.path.join(path, "config.json")):
+                    from minirun.runtime.container import remove_bundle
+                    remove_bundle(path)
+                shutil.rmtree(path, ignore_errors=True)
 
     # --- names ---------------------------------------------------------
     def names(self):

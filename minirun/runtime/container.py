@@ -28,11 +28,15 @@ def create_bundle(store, spec, state):
     os.mkdir(bundle, 0o700)
     for d in ("upper", "work", "rootfs"):
         os.mkdir(os.path.join(bundle, d))
-    write_atomic(os.path.join(bundle, "config.json"), json.dumps(spec_to_dict(spec), indent=1))
+    write_spec(spec)
     pid = os.getpid()
     statefile.write_new(bundle, dict(state, id=spec.id, status="created", created=statefile.now(),
                                      owner_pid=pid, owner_start=statefile.process_start_time(pid)))
     return bundle
+
+
+def write_spec(spec):
+    write_atomic(os.path.join(spec.bundle, "config.json"), json.dumps(spec_to_dict(spec), indent=1))
 
 
 def load_spec(bundle):
@@ -107,7 +111,7 @@ def remove_bundle(bundle, spec=None):
             spec = None
     if spec is not None and spec.attachment is not None:
         from minirun.network.connect import disconnect
-        store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>
+        store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>, <root>/tmp/<run>
         disconnect(store_root, spec.id, spec.attachment)
     shutil.rmtree(bundle, ignore_errors=True)
 
