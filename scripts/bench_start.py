@@ -1,12 +1,10 @@
 """The measuring half of scripts/bench-start."""
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
-from benchlib import bench_store, docker_image, runc_bundle
+from benchlib import bench_store, docker_image, runc_bundle, time_interleaved
 
 n = int(sys.argv[1])
 FLOOR = "python -c 'import click'"     # under any click CLI: start, import, exit
@@ -34,16 +32,7 @@ try:
         commands["docker run --rm (bridge)"] = lambda i: ["docker", "run", "--rm", image, "true"]
     else:
         print("(docker: no daemon answers `docker info`; start dockerd to compare with it)")
-    times = {name: [] for name in commands}
-    for i in range(n + 3):             # interleaved, the first 3 rounds warm caches
-        for name, command in commands.items():
-            t = time.perf_counter()
-            subprocess.run(command(i), check=True, stdin=subprocess.DEVNULL)
-            if i >= 3:
-                times[name].append(time.perf_counter() - t)
-    med = {name: statistics.median(t) * 1000 for name, t in times.items()}
-    for name, m in med.items():
-        print(f"{name:<27} median {m:6.1f} ms   (min {min(times[name]) * 1000:.1f}, n={n})")
+    med = time_interleaved(commands, n)
     print(f"ratio minirun --network none / runc: {med['minirun --network none'] / med['runc']:.2f}x")
     print(f"ratio {FLOOR} / runc: {med[FLOOR] / med['runc']:.2f}x")
     if image:

@@ -2,9 +2,11 @@
 same busybox rootfs, so minirun and runc start the very same files."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -47,3 +49,22 @@ def docker_image(work, root):
                    capture_output=True)
     tar.wait()
     return name
+
+
+def time_interleaved(commands, n, envs=None):
+    """{name: median ms} of running each command (name → argv) n times,
+    interleaved so that the machine's moods fall on all alike; the first 3
+    rounds only warm caches. Prints one line per command."""
+    times = {name: [] for name in commands}
+    for i in range(n + 3):
+        for name, command in commands.items():
+            argv = command(i) if callable(command) else command
+            t = time.perf_counter()
+            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
+                           env=(envs or {}).get(name))
+            if i >= 3:
+                times[name].append(time.perf_counter() - t)
+    med = {name: statistics.median(t) * 1000 for name, t in times.items()}
+    for name, m in med.items():
+        print(f"{name:<27} median {m:6.1f} ms   (min {min(times[name]) * 1000:.1f}, n={n})")
+    return med
