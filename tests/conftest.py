@@ -84,6 +84,20 @@ def no_leaks():
 
 
 @pytest.fixture(scope="session")
+def probes():
+    """The C programs of tests/security/probes (attacks, run from inside
+    containers), compiled static so they run in any image."""
+    source_dir = os.path.join(ROOT, "tests", "security", "probes")
+    out = tempfile.mkdtemp(prefix="minirun-probes-")
+    os.chmod(out, 0o755)
+    for source in os.listdir(source_dir):
+        subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out, source.removesuffix(".c")),
+                        os.path.join(source_dir, source)], check=True)
+    yield out
+    shutil.rmtree(out)
+
+
+@pytest.fixture(scope="session")
 def shared_root():
     """A store with the embedded busybox image, shared by tests that only run it."""
     root = tempfile.mkdtemp(prefix="minirun-test-")

@@ -211,7 +211,7 @@ def run_container(b, stage, command, line):
             os.mkdir(os.path.join(bundle, d))
         opts = RunOptions(command=command, entrypoint="", env=build_args, network=b.opts.network,
                           hostname=cid[:12])
-        spec = build_spec(opts, image, cid, bundle)
+        spec = build_spec(opts, image, cid, bundle, b.store.root)
         write_run_network_files(b.store, spec)
         container.write_spec(spec)     # so a sweep after a SIGKILL can give its lease back
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -167,3 +167,23 @@ def bpf(cmd, attr, call):
                               f"devices on cgroup v2")
         raise KernelError(f"{call}: {errno.errorcode.get(err, err)} ({os.strerror(err)})")
     return result
+
+
+# seccomp(2): install a BPF program the kernel runs at every system call.
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "armv7l": 383}
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program, call):
+    """Install `program` (struct sock_filter[], 8 bytes each) for this thread
+    and its future children; needs no_new_privs first — seccomp(2)."""
+    explain.step(call, "seccomp(2)")
+    code = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(code))
+    result = _libc.syscall(ctypes.c_long(_SYS_SECCOMP[os.uname().machine]),
+                           ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0), ctypes.byref(prog))
+    _check(0 if result == 0 else -1, call)

@@ -10,7 +10,7 @@ import os
 import signal
 
 from minirun.errors import ExecError, MinirunError
-from minirun.linux import caps, explain, fs, net, process, tty
+from minirun.linux import caps, explain, fs, net, process, seccomp, tty
 from minirun.linux.syscalls import NAMESPACE_FLAGS, setns, unshare
 from minirun.runtime import sync
 from minirun.runtime.spec import ContainerSpec
@@ -86,6 +86,7 @@ def _start_container(spec, sock, stdio, cgroup):
     # process between v1 cgroups waits for an RCU grace period (~10 ms), time
     # better spent mounting than waiting. Every path inside the container is
     # resolved by the kernel relative to the root's fd (fs.open_in_root).
+    program = read_seccomp_program(spec)          # from the store, which pivot_root hides
     fs.make_mounts_private()
     if "net" in spec.namespaces:
         net.bring_up_loopback()
@@ -115,7 +116,7 @@ def _start_container(spec, sock, stdio, cgroup):
         for path in spec.readonly_paths:
             fs.make_readonly(path)
     terminal = open_terminal(sock, console=True) if spec.process.tty else None
-    become_program(spec, spec.process, sock, stdio, terminal)
+    become_program(spec, spec.process, sock, stdio, terminal, program)
 
 
 def _join_container(spec, proc, pid, cgroup, sock, stdio):
@@ -123,6 +124,7 @@ def _join_container(spec, proc, pid, cgroup, sock, stdio):
     # process of the container can read our memory or open /proc/<us>/exe,
     # which is the host's python (the CVE-2019-5736 class).
     leave_the_callers_world(sock, stdio)
+    program = read_seccomp_program(spec)
     if cgroup is not None:
         cgroup.add(spec.id, 0)      # 0: the writing process itself
     # The mount namespace last: joining it also moves our root and working
@@ -133,10 +135,18 @@ def _join_container(spec, proc, pid, cgroup, sock, stdio):
         setns(fd, NAMESPACE_FLAGS["mount" if ns == "mnt" else ns])
         os.close(fd)
     terminal = open_terminal(sock, console=False) if proc.tty else None
-    become_program(spec, proc, sock, stdio, terminal)
+    become_program(spec, proc, sock, stdio, terminal, program)
 
 
-def become_program(spec, proc, sock, stdio, terminal):
+def read_seccomp_program(spec):
+    """The compiled seccomp filter, read while the store is still in view."""
+    if spec.seccomp is None:
+        return None
+    with open(spec.seccomp.program, "rb") as f:
+        return f.read()
+
+
+def become_program(spec, proc, sock, stdio, terminal, program=None):
     """Steps 4 and 5, shared by a container's first process and by exec."""
     # 4. Who the program runs as, and with which powers.
     keep = {caps.cap_number(c) for c in spec.capabilities}
@@ -162,6 +172,10 @@ def become_program(spec, proc, sock, stdio, terminal):
         raise ExecError(f'exec: "{args[0]}": executable file not found in $PATH', 127)
     process.reset_signal_dispositions()
     attach_stdio(stdio, terminal)
+    if program is not None:
+        # Last before execve, after no_new_privs, as runc does: from here on
+        # the kernel checks every system call against the profile.
+        seccomp.load(program, spec.seccomp.rules, spec.seccomp.profile)
     try:
         process.exec_program(path, args, env)
     except PermissionError:

@@ -48,7 +48,7 @@ def create(store, image_ref, opts):
     from minirun.image import embedded
     image = embedded.load(store, image_ref)
     cid = container.new_id()
-    spec = build_spec(opts, image, cid, os.path.join(store.containers, cid))
+    spec = build_spec(opts, image, cid, os.path.join(store.containers, cid), store.root)
     ports, dns = parse_network_requests(opts)
     network = _network_of(store, spec)
     extra_hosts = [parse_add_host(h, network and network.gateway) for h in opts.add_hosts]
@@ -335,7 +335,10 @@ def inspect(store, ref):
                        "PidsLimit": spec.resources.pids_limit,
                        "BlkioWeight": spec.resources.blkio_weight or 0,
                        "ReadonlyRootfs": spec.rootfs.readonly, "Privileged": spec.privileged,
-                       "CapAdd": None, "AutoRemove": bool(st.get("auto_remove"))},
+                       "CapAdd": None, "AutoRemove": bool(st.get("auto_remove")),
+                       "SecurityOpt": _security_opt(spec),
+                       "Seccomp": {"Profile": spec.seccomp.profile, "Rules": spec.seccomp.rules}
+                       if spec.seccomp else {"Profile": "unconfined"}},
         "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly}
                    for m in spec.mounts],
         "NetworkSettings": _network_settings(spec),
@@ -343,6 +346,13 @@ def inspect(store, ref):
             "LowerDir": ":".join(spec.rootfs.layers[::-1]), "UpperDir": spec.rootfs.upperdir,
             "WorkDir": spec.rootfs.workdir}},
     }
+
+
+def _security_opt(spec):
+    """As Docker shows it: nothing for the default profile."""
+    if spec.seccomp is None:
+        return ["seccomp=unconfined"] if not spec.privileged else None
+    return None if spec.seccomp.profile == "default" else [f"seccomp={spec.seccomp.profile}"]
 
 
 def ports(store, ref):

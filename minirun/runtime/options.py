@@ -41,6 +41,7 @@ class RunOptions:
     interactive: bool = False
     init: bool = False
     devices: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
     network: str = "bridge"
     publish: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
@@ -333,7 +334,7 @@ def parse_add_host(text, gateway=None):
     return name, ip
 
 
-def build_spec(opts: RunOptions, image: Image, container_id, bundle):
+def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root):
     config = image.config.get("config") or {}
     if opts.name is not None and not NAME_RE.match(opts.name):
         raise UsageError(f"invalid container name {opts.name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -360,6 +361,10 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
         mounts.append(init_mount())
         args = [DOCKER_INIT, "--"] + args
     devices, device_rules = resolve_devices(opts)
+    capabilities = resolve_capabilities(opts)
+    from minirun.runtime import seccomp
+    choice = seccomp.parse_security_opts(opts.security_opt)
+    seccomp_filter = None if opts.privileged else seccomp.prepare(store_root, choice, capabilities)
     resources = parse_resources(opts)
     resources.devices = device_rules
     return ContainerSpec(
@@ -379,7 +384,8 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle):
         mounts=mounts,
         devices=devices,
         etc_files=etc_file_paths(bundle),
-        capabilities=resolve_capabilities(opts),
+        capabilities=capabilities,
+        seccomp=seccomp_filter,
         privileged=opts.privileged,
         resources=resources,
         stop_signal=config.get("StopSignal") or "SIGTERM",

@@ -146,6 +146,15 @@ class NetworkAttachment:
 
 
 @dataclass
+class SeccompFilter:
+    """The system calls the container may make (runtime/seccomp.py): what
+    the child loads before execve, and what --explain and inspect say."""
+    profile: str        # "default" or the profile's path
+    program: str        # the compiled BPF program, in the store
+    rules: int          # how many rules the profile gave this container
+
+
+@dataclass
 class ContainerSpec:
     id: str
     rootfs: Rootfs
@@ -166,6 +175,7 @@ class ContainerSpec:
     no_new_privileges: bool = True
     privileged: bool = False
     resources: Resources = field(default_factory=Resources)
+    seccomp: SeccompFilter | None = None       # None: unconfined
     stop_signal: str = "SIGTERM"
 
 
@@ -187,6 +197,8 @@ def spec_from_dict(d):
     if resources.get("devices") is not None:
         resources["devices"] = [DeviceRule(**r) for r in resources["devices"]]
     d["resources"] = Resources(**resources)
+    if d.get("seccomp"):
+        d["seccomp"] = SeccompFilter(**d["seccomp"])
     if d.get("attachment"):
         a = dict(d["attachment"])
         a["ports"] = [Port(**p) for p in a["ports"]]

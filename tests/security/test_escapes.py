@@ -25,22 +25,6 @@ import pytest
 from tests.conftest import MINIRUN, Minirun, needs_root
 
 pytestmark = needs_root
-PROBES = os.path.join(os.path.dirname(__file__), "probes")
-
-
-@pytest.fixture(scope="session")
-def probes():
-    """The C probes, compiled static so they run in any image."""
-    out = tempfile.mkdtemp(prefix="minirun-probes-")
-    os.chmod(out, 0o755)
-    for source in os.listdir(PROBES):
-        name = source.removesuffix(".c")
-        subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out, name),
-                        os.path.join(PROBES, source)], check=True)
-    yield out
-    shutil.rmtree(out)
-
-
 @pytest.fixture
 def m(store_root):
     return Minirun(store_root)
