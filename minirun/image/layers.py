@@ -126,6 +126,28 @@ class HashWriter:
         return "sha256:" + self.hash.hexdigest()
 
 
+def shift_owners(root, uid_delta, gid_delta, below=None):
+    """Add the deltas to the owner of every entry under `root` (itself
+    included), links themselves and not their targets. With `below`
+    (uid, gid, count): only owners inside that range are shifted — how a
+    remapped RUN step's layer gets back to the image's own ids."""
+    def shifted(value, delta, low):
+        if below is None or low <= value < low + below[2]:
+            return value + delta
+        return value
+
+    for rel in [""] + _entries(root):
+        path = os.path.join(root, rel) if rel else root
+        st = os.lstat(path)
+        uid = shifted(st.st_uid, uid_delta, below[0] if below else 0)
+        gid = shifted(st.st_gid, gid_delta, below[1] if below else 0)
+        if (uid, gid) == (st.st_uid, st.st_gid):
+            continue
+        os.lchown(path, uid, gid)
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(path, stat.S_IMODE(st.st_mode))   # chown(2) cleared setuid/setgid
+
+
 def diff_id(root):
     """`sha256:<hex>` of the canonical tar of `root` (the OCI 'diff_id')."""
     w = HashWriter()

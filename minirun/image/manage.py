@@ -80,6 +80,11 @@ def _remove_unused_layers(store):
         if os.path.islink(link):
             os.unlink(link)
         lines.append(f"Deleted: {digest}")
+    remapped = os.path.join(store.root, "layers-remapped")     # --userns=remap's chowned copies
+    for mapping in os.listdir(remapped) if os.path.isdir(remapped) else []:
+        for hexpart in os.listdir(os.path.join(remapped, mapping)):
+            if "sha256:" + hexpart not in used:
+                shutil.rmtree(os.path.join(remapped, mapping, hexpart), ignore_errors=True)
     return lines
 
 

@@ -213,6 +213,7 @@ def run_container(b, stage, command, line):
                           hostname=cid[:12])
         spec = build_spec(opts, image, cid, bundle, b.store.root)
         write_run_network_files(b.store, spec)
+        container.give_to_container_root(spec)
         container.write_spec(spec)     # so a sweep after a SIGKILL can give its lease back
         saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         theirs, ours = attached_stdio(spec.process)
@@ -236,7 +237,13 @@ def run_container(b, stage, command, line):
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
         finish(spec, None)
-        return code, os.path.join(bundle, "upper"), bundle
+        upper = os.path.join(bundle, "upper")
+        if spec.userns is not None:
+            # What the remapped root made is owned by its uid outside: back
+            # to the image's own ids before it becomes a layer.
+            (_, uid, count), (_, gid, _) = spec.userns.uid_map[0], spec.userns.gid_map[0]
+            layerfs.shift_owners(upper, -uid, -gid, below=(uid, gid, count))
+        return code, upper, bundle
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise

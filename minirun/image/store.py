@@ -170,6 +170,29 @@ class Store:
             os.replace(tmp, link)
         return link
 
+    def chowned_layer(self, diff_id, uid_base, gid_base):
+        """--userns=remap without idmapped mounts: a copy of the layer with
+        every owner moved into the range starting at uid_base/gid_base,
+        made once and kept: layers-remapped/<uid>-<gid>/<hex>/diff."""
+        hexpart = diff_id.split(":", 1)[1]
+        final = os.path.join(self.root, "layers-remapped", f"{uid_base}-{gid_base}", hexpart)
+        if not os.path.isdir(final):
+            import subprocess
+            from minirun.image.layers import shift_owners
+            staging = self.mkdtemp("chown-")
+            # cp -a keeps what a layer is made of: whiteout devices, the
+            # overlay's xattrs, hard links, modes and times.
+            subprocess.run(["cp", "-a", self.layer_dir(diff_id), os.path.join(staging, "diff")],
+                           check=True)
+            shift_owners(os.path.join(staging, "diff"), uid_base, gid_base)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            try:
+                os.rename(staging, final)
+            except OSError:          # another process made it meanwhile
+                import shutil
+                shutil.rmtree(staging)
+        return os.path.join(final, "diff")
+
     def add_layer(self, tree, diff_id):
         """Move the unpacked `tree` into the store as layer `diff_id`; an
         identical layer already there is kept and `tree` discarded."""

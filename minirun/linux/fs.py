@@ -60,10 +60,10 @@ def mount_sysfs(target, readonly=True):
     mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if readonly else 0))
 
 
-def mount_devpts(target):
+def mount_devpts(target, tty_gid=5):
     """A private instance of pseudo-terminals with its own ptmx — pts(4)."""
     mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620,gid=5")
+          f"newinstance,ptmxmode=0666,mode=0620,gid={tty_gid}")
 
 
 def mount_mqueue(target):

@@ -10,7 +10,7 @@ import os
 import signal
 
 from minirun.errors import ExecError, MinirunError
-from minirun.linux import caps, explain, fs, net, process, seccomp, tty
+from minirun.linux import caps, explain, fs, net, process, seccomp, tty, userns
 from minirun.linux.syscalls import NAMESPACE_FLAGS, setns, unshare
 from minirun.runtime import sync
 from minirun.runtime.spec import ContainerSpec
@@ -23,11 +23,13 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
 
 
-def child_main(spec: ContainerSpec, sock, stdio, cgroup=None):
+def child_main(spec: ContainerSpec, sock, stdio, cgroup=None, owned=None):
     """Never returns: execs the container's program or exits with an error.
     `stdio` is the container's fds 0-2 as minirun made them (None: /dev/null);
-    `cgroup` is the parent's cgroup driver, for mounting /sys/fs/cgroup."""
-    _reporting_errors(sock, _start_container, spec, sock, stdio, cgroup)
+    `cgroup` is the parent's cgroup driver, for mounting /sys/fs/cgroup;
+    `owned`, with --userns=remap: fds of the user namespace and of those
+    made inside it (start.make_owned_namespaces)."""
+    _reporting_errors(sock, _start_container, spec, sock, stdio, cgroup, owned or {})
 
 
 def join_main(spec: ContainerSpec, process, pid, cgroup, sock, stdio):
@@ -54,29 +56,34 @@ def _reporting_errors(sock, fn, *args):
     os._exit(125)
 
 
-def leave_the_callers_world(sock, stdio):
+def leave_the_callers_world(sock, stdio, keep=()):
     """Step 0, before anything else: nothing the caller of minirun had open
     reaches the container but the stdio minirun made for it, and the
     container has no controlling terminal of the host's."""
     caps.set_parent_death_signal(signal.SIGKILL)
-    process.close_inherited_fds([sock.fileno()] + [fd for fd in stdio if fd is not None])
+    process.close_inherited_fds([sock.fileno(), *keep] + [fd for fd in stdio if fd is not None])
     process.new_session()
     explain.keep_stderr()
 
 
-def _start_container(spec, sock, stdio, cgroup):
+def _start_container(spec, sock, stdio, cgroup, owned):
     # 0. If minirun dies, the kernel kills us, and with PID 1 the whole namespace.
-    leave_the_callers_world(sock, stdio)
+    leave_the_callers_world(sock, stdio, owned.values())
 
-    # 1. Namespaces: join those given by path (--network container:ID), then
-    # make the new ones (pid was arranged by the parent before the fork).
+    # 1. Namespaces: join those given by path (--network container:ID) and
+    # those made inside the user namespace (--userns=remap: it is joined
+    # last, step 3b), then make the new ones (pid was arranged by the parent
+    # before the fork). Until 3b we are the host's root, who may mount.
     for ns, path in spec.namespace_paths.items():
         fd = os.open(path, os.O_RDONLY)
         setns(fd, NAMESPACE_FLAGS[ns])
         os.close(fd)
+    for ns, fd in owned.items():
+        if ns != "user":
+            setns(fd, NAMESPACE_FLAGS[ns])
     flags = 0
     for ns in spec.namespaces:
-        if ns not in ("pid", "cgroup"):
+        if ns not in ("pid", "cgroup", "user") and ns not in owned:
             flags |= NAMESPACE_FLAGS[ns]
     unshare(flags)
     sync.send(sock, sync.NAMESPACES_READY)
@@ -90,7 +97,10 @@ def _start_container(spec, sock, stdio, cgroup):
     fs.make_mounts_private()
     if "net" in spec.namespaces:
         net.bring_up_loopback()
-    fs.mount_overlay(spec.rootfs.layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir,
+    layers = spec.rootfs.layers
+    if spec.userns is not None and spec.userns.layers == "idmapped":
+        layers = idmapped_layers(spec, owned["user"])
+    fs.mount_overlay(layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir,
                      spec.rootfs.mountpoint)
     root = fs.open_root(spec.rootfs.mountpoint)
     mount_volumes(spec, root)
@@ -116,7 +126,29 @@ def _start_container(spec, sock, stdio, cgroup):
         for path in spec.readonly_paths:
             fs.make_readonly(path)
     terminal = open_terminal(sock, console=True) if spec.process.tty else None
+    if "user" in owned:
+        enter_user_namespace(owned["user"])
     become_program(spec, spec.process, sock, stdio, terminal, program)
+
+
+def idmapped_layers(spec, userns_fd):
+    """--userns=remap: each image layer mounted again, in our mount
+    namespace only, with its owners shown through the user namespace's
+    maps (uid 0 on disk is the container's root); the overlay stacks these."""
+    targets = []
+    for n, layer in enumerate(spec.rootfs.layers):
+        target = os.path.join(spec.bundle, "lower", str(n))
+        os.makedirs(target, exist_ok=True)
+        userns.idmapped_mount(layer, target, userns_fd)
+        targets.append(target)
+    return targets
+
+
+def enter_user_namespace(userns_fd):
+    """Step 3b, with --userns=remap: join the container's user namespace,
+    last, once every mount is made: from here our capabilities count only
+    inside it, and the uid we take next is a uid of the mapped range."""
+    setns(userns_fd, NAMESPACE_FLAGS["user"])
 
 
 def _join_container(spec, proc, pid, cgroup, sock, stdio):
@@ -129,10 +161,10 @@ def _join_container(spec, proc, pid, cgroup, sock, stdio):
         cgroup.add(spec.id, 0)      # 0: the writing process itself
     # The mount namespace last: joining it also moves our root and working
     # directory to the container's root, after which /proc/<pid> is gone.
-    fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY)
-           for ns in ("ipc", "uts", "net", "cgroup", "mnt")}
+    joined = ("ipc", "uts", "net", "cgroup", "mnt") + (("user",) if spec.userns else ())
+    fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in joined}
     for ns, fd in fds.items():
-        setns(fd, NAMESPACE_FLAGS["mount" if ns == "mnt" else ns])
+        setns(fd, NAMESPACE_FLAGS["mount" if ns == "mnt" else ns])   # the user namespace last
         os.close(fd)
     terminal = open_terminal(sock, console=False) if proc.tty else None
     become_program(spec, proc, sock, stdio, terminal, program)
@@ -152,7 +184,12 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
     keep = {caps.cap_number(c) for c in spec.capabilities}
     caps.drop_bounding_set(keep)
     user = proc.user
-    process.set_identity(user.uid, user.gid, [user.gid] + user.additional_gids)
+    try:
+        process.set_identity(user.uid, user.gid, [user.gid] + user.additional_gids)
+    except OSError as e:
+        mapped = "" if spec.userns is None else " (is it mapped in the container's user namespace?)"
+        raise MinirunError(f"cannot become uid {user.uid} gid {user.gid}: {e.strerror}{mapped}") \
+            from None
     if user.uid == 0:
         caps.limit_capabilities(keep)
     if spec.no_new_privileges:
@@ -203,9 +240,12 @@ def mount_volumes(spec, root):
 def mount_pseudo_filesystems(root, spec):
     """/proc of the new PID namespace, /sys, and a minimal /dev with the
     nodes --device and --privileged add."""
+    uid, gid = spec.userns.root if spec.userns else (0, 0)    # the container's root, outside
+    owner = f",uid={uid},gid={gid}"
     for name, mount in (("proc", fs.mount_proc),
                         ("sys", lambda t: fs.mount_sysfs(t, readonly=not spec.privileged)),
-                        ("dev", lambda t: fs.mount_tmpfs(t, "mode=755,size=65536k", fs.MS_NOSUID))):
+                        ("dev", lambda t: fs.mount_tmpfs(t, "mode=755,size=65536k" + owner,
+                                                         fs.MS_NOSUID))):
         fd = fs.open_in_root(root, name, make="dir")
         try:
             mount(fs.fd_path(fd))
@@ -219,10 +259,15 @@ def mount_pseudo_filesystems(root, spec):
         os.symlink(target, os.path.join(dev, name))
     for d in ("pts", "shm", "mqueue"):
         os.mkdir(os.path.join(dev, d))
-    fs.mount_devpts(os.path.join(dev, "pts"))
-    fs.mount_tmpfs(os.path.join(dev, "shm"), "mode=1777,size=65536k", fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
+    fs.mount_devpts(os.path.join(dev, "pts"), tty_gid=gid + 5)
+    fs.mount_tmpfs(os.path.join(dev, "shm"), "mode=1777,size=65536k" + owner,
+                   fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
     fs.mount_mqueue(os.path.join(dev, "mqueue"))
     open(os.path.join(dev, "console"), "w").close()
+    if spec.userns is not None:
+        for name in os.listdir(dev):
+            if name not in ("pts", "shm", "mqueue"):
+                os.chown(os.path.join(dev, name), uid, gid, follow_symlinks=False)
     os.close(devfd)
     for d in spec.devices:
         parent = fs.open_in_root(root, os.path.dirname(d.path), make="dir")

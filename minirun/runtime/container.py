@@ -35,6 +35,18 @@ def create_bundle(store, spec, state):
     return bundle
 
 
+def give_to_container_root(spec):
+    """--userns=remap: the writable layer and the /etc files belong to the
+    container's root, that is to its uid outside; else root inside could
+    not write to its own /."""
+    if spec.userns is None:
+        return
+    uid, gid = spec.userns.root
+    for path in (spec.rootfs.upperdir, *spec.etc_files.values()):
+        if os.path.exists(path):
+            os.chown(path, uid, gid)
+
+
 def write_spec(spec):
     write_atomic(os.path.join(spec.bundle, "config.json"), json.dumps(spec_to_dict(spec), indent=1))
 

@@ -69,6 +69,7 @@ def create(store, image_ref, opts):
             container.remove_bundle(spec.bundle, spec)
             raise
     _write_etc_files(store, spec, extra_hosts, dns)
+    container.give_to_container_root(spec)
     return cid
 
 

@@ -42,6 +42,7 @@ class RunOptions:
     init: bool = False
     devices: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)
+    userns: str | None = None          # remap or host; None: the store's default
     network: str = "bridge"
     publish: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
@@ -334,6 +335,27 @@ def parse_add_host(text, gateway=None):
     return name, ip
 
 
+def user_namespace(opts, image, store_root):
+    """--userns: (the mapping or None, the layer dirs the overlay stacks).
+    Without idmapped mounts, the layers are chowned copies in the range."""
+    from minirun.runtime import userns
+    mapping = userns.resolve(store_root, opts.userns)
+    if mapping is None:
+        return None, image.lower_links
+    if opts.privileged:
+        raise UsageError("--privileged needs --userns=host: a privileged container's root is "
+                         "the host's root")
+    if opts.network == "host" or opts.network.startswith("container:"):
+        raise UsageError(f"--network {opts.network} needs --userns=host: the network namespace "
+                         f"would not belong to the container's user namespace")
+    if mapping.layers == "idmapped":
+        return mapping, image.lower_links
+    from minirun.image.store import Store
+    store = Store(store_root)
+    uid, gid = mapping.root
+    return mapping, [store.chowned_layer(d, uid, gid) for d in image.config["rootfs"]["diff_ids"]]
+
+
 def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root):
     config = image.config.get("config") or {}
     if opts.name is not None and not NAME_RE.match(opts.name):
@@ -365,13 +387,16 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
     from minirun.runtime import seccomp
     choice = seccomp.parse_security_opts(opts.security_opt)
     seccomp_filter = None if opts.privileged else seccomp.prepare(store_root, choice, capabilities)
+    mapping, layers = user_namespace(opts, image, store_root)
+    if mapping is not None:
+        namespaces = namespaces + ("user",)
     resources = parse_resources(opts)
     resources.devices = device_rules
     return ContainerSpec(
         id=container_id,
         name=opts.name or "",
         bundle=bundle,
-        rootfs=Rootfs(layers=image.lower_links,
+        rootfs=Rootfs(layers=layers,
                       upperdir=os.path.join(bundle, "upper"),
                       workdir=os.path.join(bundle, "work"),
                       mountpoint=os.path.join(bundle, "rootfs"),
@@ -386,6 +411,7 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
         etc_files=etc_file_paths(bundle),
         capabilities=capabilities,
         seccomp=seccomp_filter,
+        userns=mapping,
         privileged=opts.privileged,
         resources=resources,
         stop_signal=config.get("StopSignal") or "SIGTERM",

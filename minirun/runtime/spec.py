@@ -146,6 +146,20 @@ class NetworkAttachment:
 
 
 @dataclass
+class UserNamespace:
+    """--userns=remap: ids inside the container mapped onto a range of the
+    host's (runtime/userns.py). Each map line: [first inside, first outside, count]."""
+    uid_map: list[list[int]]
+    gid_map: list[list[int]]
+    layers: str = "idmapped"   # how the image's layers get their owners: "idmapped" or "chowned"
+
+    @property
+    def root(self):
+        """The host's uid and gid for the container's root."""
+        return self.uid_map[0][1], self.gid_map[0][1]
+
+
+@dataclass
 class SeccompFilter:
     """The system calls the container may make (runtime/seccomp.py): what
     the child loads before execve, and what --explain and inspect say."""
@@ -176,6 +190,7 @@ class ContainerSpec:
     privileged: bool = False
     resources: Resources = field(default_factory=Resources)
     seccomp: SeccompFilter | None = None       # None: unconfined
+    userns: UserNamespace | None = None        # None: the host's (--userns=host)
     stop_signal: str = "SIGTERM"
 
 
@@ -199,6 +214,8 @@ def spec_from_dict(d):
     d["resources"] = Resources(**resources)
     if d.get("seccomp"):
         d["seccomp"] = SeccompFilter(**d["seccomp"])
+    if d.get("userns"):
+        d["userns"] = UserNamespace(**d["userns"])
     if d.get("attachment"):
         a = dict(d["attachment"])
         a["ports"] = [Port(**p) for p in a["ports"]]

@@ -6,6 +6,9 @@ bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
     1. channel        a socketpair to talk to the child (sync.py draws the ladder);
                       the container's stdio: pipes or a pty minirun owns
                       (attached_stdio), never the caller's own files
+       userns         with --userns=remap: the user namespace and the network,
+                      UTS and IPC namespaces its root will own, made by a
+                      helper before the fork (make_owned_namespaces)
     2. unshare(PID)   the parent's *next child* will be PID 1 of a new PID namespace
     3. fork           the child runs child.child_main(); it never returns
     4. setns(PID)     the parent's later children are born on the host again
@@ -84,7 +87,16 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
             cgroup.destroy(spec.id)
             raise
     parent_end, child_end = sync.channel()
-    pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup)
+    try:
+        owned = make_owned_namespaces(spec)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.destroy(spec.id)
+        raise
+    try:
+        pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup, owned)
+    finally:
+        close_all(owned.values())
     child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
@@ -122,7 +134,19 @@ def finish(spec, cgroup):
     return oom
 
 
-def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None):
+def make_owned_namespaces(spec):
+    """Step 1, with --userns=remap: {namespace: fd} of the container's user
+    namespace, its maps written, and of the namespaces its root must own
+    (network, UTS, IPC), made inside it (linux/userns.py). The child joins
+    the others first and the user namespace last; {} without remap."""
+    if spec.userns is None:
+        return {}
+    from minirun.linux import userns
+    owned = tuple(ns for ns in ("net", "uts", "ipc") if ns in spec.namespaces)
+    return userns.make_user_namespace(spec.userns.uid_map, spec.userns.gid_map, owned)
+
+
+def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None, owned=None):
     """Steps 2–4. unshare(CLONE_NEWPID) moves only the caller's future
     children, so the forked child is PID 1 there while minirun stays a host
     process that can waitpid() it directly."""
@@ -133,7 +157,7 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None)
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        child_main(spec, child_end, stdio, cgroup)  # never returns
+        child_main(spec, child_end, stdio, cgroup, owned or {})  # never returns
     if own_pidns is not None:
         setns(own_pidns, CLONE_NEWPID)
         os.close(own_pidns)
