@@ -71,8 +71,12 @@ def resolve(store_root, flag):
 
 
 def probe_layers(store_root, mapping):
-    """'idmapped' if this kernel can idmap a mount of the store's filesystem."""
+    """'idmapped' if this kernel can idmap a mount of the store's filesystem
+    and stack overlayfs on idmapped layers (Linux 5.19 and later)."""
     from minirun.linux import userns
+    release = os.uname().release.split("-")[0].split(".")
+    if tuple(int(x) for x in release[:2] if x.isdigit()) < (5, 19):
+        return "chowned"
     fds = userns.make_user_namespace(mapping.uid_map, mapping.gid_map, owned=())
     try:
         return "idmapped" if userns.idmap_supported(fds["user"], store_root) else "chowned"
