@@ -1,5 +1,6 @@
 """The command line: parse flags, call the library, print. Nothing here
 touches the kernel; every failure a user can cause prints one line."""
+import errno
 import os
 import sys
 
@@ -16,9 +17,13 @@ def require_root():
                            "cgroups (try: sudo minirun ...)")
 
 
+STORE_ROOT = []       # the store this command uses, for "no space left" messages
+
+
 def store():
     from minirun.image.store import Store
     s = Store(click.get_current_context().find_root().params["root"])
+    STORE_ROOT[:] = [s.root]
     s.keep_private()
     return s
 
@@ -171,11 +176,12 @@ def exec(container, command, interactive, tty, env, workdir, user):
 @cli.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only ids.")
-def ps(show_all, quiet):
+@click.option("--no-trunc", is_flag=True, help="Whole ids and commands.")
+def ps(show_all, quiet, no_trunc):
     """List containers."""
     require_root()
     from minirun.runtime import lifecycle
-    rows = lifecycle.ps_rows(store(), show_all)
+    rows = lifecycle.ps_rows(store(), show_all, truncate=not no_trunc)
     if quiet:
         for row in rows:
             click.echo(row[0])
@@ -196,7 +202,7 @@ def inspect(targets):
     """Show a container's or an image's document (JSON)."""
     require_root()
     import json
-    from minirun.errors import ContainerNotFound
+    from minirun.errors import ContainerNotFound, ImageNotFound
     from minirun.runtime import lifecycle
     s = store_with(targets)
     docs = []
@@ -204,7 +210,10 @@ def inspect(targets):
         try:
             docs.append(lifecycle.inspect(s, target))
         except ContainerNotFound:
-            image = s.load(target)
+            try:
+                image = s.load(target)
+            except ImageNotFound:
+                raise MinirunError(f"no such container or image: {target!r}") from None
             docs.append({"Id": image.id, "RepoTags": [n for n, i in s.names().items() if i == image.id],
                          **image.config})
     click.echo(json.dumps(docs, indent=4))
@@ -589,5 +598,7 @@ def main():
         # Last resort for a path the user gave that a check above missed:
         # still one line, never a traceback.
         where = f"{e.filename}: " if e.filename else ""
-        click.echo(f"minirun: {where}{e.strerror or e}", err=True)
+        full = (f" (the store is {STORE_ROOT[0]}: free space there)"
+                if e.errno == errno.ENOSPC and STORE_ROOT else "")
+        click.echo(f"minirun: {where}{e.strerror or e}{full}", err=True)
         sys.exit(125)

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -45,6 +46,7 @@ def save(store, refs, out_path, fmt="docker"):
         names = [n for n, i in store.names().items() if i == image.id]
         wanted = normalize_name(ref) if normalize_name(ref) in names else None
         images.append((image, [wanted] if wanted else names))
+    refuse_to_replace_a_non_file(out_path)
     tmp = f"{out_path}.tmp-{os.getpid()}"
     try:
         f = open(tmp, "wb")
@@ -62,6 +64,20 @@ def save(store, refs, out_path, fmt="docker"):
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def refuse_to_replace_a_non_file(path):
+    """save -o writes through an existing path only when it is a regular
+    file, as `docker save` does: the rename that finishes the archive would
+    otherwise replace a device node, a symlink (not its target) or a directory."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a symlink" if stat.S_ISLNK(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode)
+                else "a device or special file")
+        raise ArchiveError(f"cannot write {path}: it is {kind}, not a regular file")
 
 
 def _add_bytes(out, name, data):

@@ -10,6 +10,7 @@ Every step first asks the build cache, keyed by the state it starts from
 (the parent's config and layers), the instruction after expansion, the build
 args it can see, and for COPY/ADD the content of what it copies.
 """
+import errno
 import hashlib
 import json
 import os
@@ -191,9 +192,18 @@ class Builder:
             self.say(" ---> Using cache")
         else:
             before = len(stage.config["rootfs"]["diff_ids"])
-            handler(self, stage, ins, args, line)
-            stage.config.setdefault("history", []).append(self._history(ins, args, stage, before))
-            self._cache_put(key, stage.config)
+            try:
+                handler(self, stage, ins, args, line)
+                stage.config.setdefault("history", []).append(self._history(ins, args, stage, before))
+                self._cache_put(key, stage.config)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                path = e.filename2 or e.filename     # shutil names the destination second
+                where = f"writing {path}" if path else "writing a layer"
+                raise DockerfileError(f"{ins.keyword.upper()}: no space left on device {where} "
+                                      f"(the store is {self.store.root}: free space there)",
+                                      self.path, line) from None
         if ins.keyword == "cmd":
             stage.cmd_set = True      # cached or not: a later ENTRYPOINT keeps this CMD
         self.say(f" ---> {self._short(stage.config)}")

@@ -12,6 +12,7 @@
 import json
 import os
 
+from minirun.errors import MinirunError
 from minirun.image.store import write_atomic
 from minirun.runtime import state as statefile
 from minirun.runtime.spec import spec_from_dict, spec_to_dict
@@ -22,17 +23,20 @@ def new_id():
 
 
 def create_bundle(store, spec, state):
-    """The container's directory, its spec (config.json) and first state."""
-    bundle = spec.bundle
-    os.makedirs(store.containers, exist_ok=True)
-    os.mkdir(bundle, 0o700)
+    """The container's directory, its spec (config.json) and first state,
+    made in tmp/ and renamed into containers/ whole: a container is either
+    there with its state or not there (a SIGKILL midway leaves work in
+    tmp/ for the next sweep)."""
+    staging = store.mkdtemp("create-")
     for d in ("upper", "work", "rootfs"):
-        os.mkdir(os.path.join(bundle, d))
-    write_spec(spec)
+        os.mkdir(os.path.join(staging, d))
+    write_spec(spec, staging)
     pid = os.getpid()
-    statefile.write_new(bundle, dict(state, id=spec.id, status="created", created=statefile.now(),
-                                     owner_pid=pid, owner_start=statefile.process_start_time(pid)))
-    return bundle
+    statefile.write_new(staging, dict(state, id=spec.id, status="created", created=statefile.now(),
+                                      owner_pid=pid, owner_start=statefile.process_start_time(pid)))
+    os.makedirs(store.containers, exist_ok=True)
+    os.rename(staging, spec.bundle)
+    return spec.bundle
 
 
 def give_to_container_root(spec):
@@ -47,13 +51,18 @@ def give_to_container_root(spec):
             os.chown(path, uid, gid)
 
 
-def write_spec(spec):
-    write_atomic(os.path.join(spec.bundle, "config.json"), json.dumps(spec_to_dict(spec), indent=1))
+def write_spec(spec, directory=None):
+    write_atomic(os.path.join(directory or spec.bundle, "config.json"),
+                 json.dumps(spec_to_dict(spec), indent=1))
 
 
 def load_spec(bundle):
-    with open(os.path.join(bundle, "config.json")) as f:
-        return spec_from_dict(json.load(f))
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            return spec_from_dict(json.load(f))
+    except (ValueError, KeyError, TypeError) as e:
+        raise MinirunError(f"container {os.path.basename(bundle)[:12]} is damaged: its config.json "
+                           f"cannot be read ({e}); remove it with rm -f") from None
 
 
 ETC_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
@@ -119,13 +128,24 @@ def remove_bundle(bundle, spec=None):
     if spec is None:
         try:
             spec = load_spec(bundle)
-        except (OSError, ValueError):
+        except (OSError, MinirunError):
             spec = None
     if spec is not None and spec.attachment is not None:
         from minirun.network.connect import disconnect
         store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>, <root>/tmp/<run>
         disconnect(store_root, spec.id, spec.attachment)
-    shutil.rmtree(bundle, ignore_errors=True)
+    # Out of containers/ in one rename, then deleted at leisure: a SIGKILL
+    # during the rmtree leaves work in tmp/, never half a container.
+    trash = os.path.join(os.path.dirname(os.path.dirname(bundle)), "tmp",
+                         f"remove-{os.getpid()}-{os.path.basename(bundle)[:12]}")
+    try:
+        os.makedirs(os.path.dirname(trash), exist_ok=True)
+        os.rename(bundle, trash)
+    except FileNotFoundError:
+        return
+    except OSError:
+        trash = bundle           # not a store's bundle (a build's RUN, say)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def all_containers(store):
@@ -139,8 +159,11 @@ def all_containers(store):
         bundle = os.path.join(store.containers, cid)
         try:
             out.append((cid, bundle, statefile.read(bundle)))
-        except (OSError, ValueError):
-            continue   # being created or removed right now
+        except (OSError, ValueError) as e:
+            # Bundles come and go whole (create_bundle, remove_bundle): one
+            # without a readable state is damaged, and shown as such.
+            if os.path.isdir(bundle):
+                out.append((cid, bundle, statefile.damaged(cid, bundle, e)))
     return sorted(out, key=lambda c: c[2].get("created", 0))
 
 
@@ -150,6 +173,8 @@ def sweep_orphans(store):
     cgroups, and remove the `--rm` ones altogether."""
     cgroup = None
     for cid, bundle, state in all_containers(store):
+        if state["status"] == "damaged":
+            continue
         owner_gone = not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
         if state["status"] in ("running", "starting") and statefile.status(state)[0] == "exited" \
                 and owner_gone:
@@ -158,7 +183,10 @@ def sweep_orphans(store):
             if cgroup is not None:
                 cgroup.destroy(cid)
             status, code = statefile.status(state)
-            statefile.update(bundle, status=status, exit_code=code, finished_at=statefile.now())
+            try:
+                statefile.update(bundle, status=status, exit_code=code, finished_at=statefile.now())
+            except (OSError, ValueError):
+                pass            # a full disk, say: status() tells the truth all the same
             state["status"] = status
         if state.get("auto_remove") and owner_gone and state["status"] == "exited":
             remove_bundle(bundle)

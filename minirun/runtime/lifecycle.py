@@ -24,15 +24,24 @@ def cgroup_driver():
 
 # --- finding containers ---------------------------------------------------------
 
-def resolve(store, ref):
-    """A full id, a name or a unique id prefix → (id, bundle, state)."""
+def resolve(store, ref, damaged_ok=False):
+    """A full id, a name or a unique id prefix → (id, bundle, state). An
+    empty reference (an unset shell variable, say) matches nothing. A
+    damaged container can only be looked at and removed."""
+    if not ref:
+        raise ContainerNotFound("no such container: '' (an empty name or id)")
     matches = []
     for cid, bundle, st in container.all_containers(store):
         if ref in (cid, st.get("name")):
-            return cid, bundle, st
+            matches = [(cid, bundle, st)]
+            break
         if cid.startswith(ref):
             matches.append((cid, bundle, st))
     if len(matches) == 1:
+        cid, _, st = matches[0]
+        if st["status"] == "damaged" and not damaged_ok:
+            raise MinirunError(f"container {cid[:12]} is damaged ({st['damage']}): "
+                               f"remove it with rm -f")
         return matches[0]
     if len(matches) > 1:
         raise UsageError(f"multiple containers match the prefix {ref!r}: give more characters")
@@ -54,10 +63,13 @@ def create(store, image_ref, opts):
     extra_hosts = [parse_add_host(h, network and network.gateway) for h in opts.add_hosts]
     container.sweep_orphans(store)
     with store.lock():
-        if spec.name and any(st.get("name") == spec.name
-                             for _, _, st in container.all_containers(store)):
+        taken = {st.get("name") for _, _, st in container.all_containers(store)}
+        if spec.name and spec.name in taken:
             raise UsageError(f'the container name "{spec.name}" is already in use: '
                              f"remove that container or choose another name")
+        if not spec.name:
+            from minirun.runtime import names
+            spec.name = names.generate(taken)
         if network is not None:
             from minirun.network.connect import connect
             connect(store.root, spec, ports, extra_hosts)
@@ -185,6 +197,7 @@ def start_detached(store, cid):
     st = statefile.read(bundle)
     if statefile.status(st)[0] == "running":
         raise UsageError(f"container {cid[:12]} is already running")
+    container.load_spec(bundle)      # a damaged config is said here, not by a dying monitor
     import subprocess
     import sys
     r, w = os.pipe()
@@ -265,13 +278,18 @@ def parse_signal(value):
 
 
 def remove(store, ref, force=False):
-    cid, bundle, st = resolve(store, ref)
-    if statefile.status(st)[0] == "running":
+    cid, bundle, st = resolve(store, ref, damaged_ok=True)
+    status = statefile.status(st)[0]
+    cgroup = cgroup_driver()
+    if status == "damaged":
+        # Its state cannot say what runs; its cgroup can (destroy kills it all).
+        if cgroup is not None and cgroup.exists(cid) and cgroup.pids(cid) and not force:
+            raise UsageError(f"container {cid[:12]} is damaged and may still run: use rm -f")
+    elif status == "running":
         if not force:
             raise UsageError(f"cannot remove running container {cid[:12]}: stop it first or use rm -f")
         os.kill(st["pid"], signal.SIGKILL)
         wait(store, cid, timeout=10)
-    cgroup = cgroup_driver()
     if cgroup is not None:
         cgroup.destroy(cid)
     container.remove_bundle(bundle)
@@ -280,13 +298,14 @@ def remove(store, ref, force=False):
 
 def prune(store):
     container.sweep_orphans(store)
-    return [remove(store, cid) for cid, _, st in container.all_containers(store)
-            if statefile.status(st)[0] in ("exited", "created")]
+    return [remove(store, cid, force=st["status"] == "damaged")
+            for cid, _, st in container.all_containers(store)
+            if statefile.status(st)[0] in ("exited", "created", "damaged")]
 
 
 # --- views ----------------------------------------------------------------------
 
-def ps_rows(store, show_all=False):
+def ps_rows(store, show_all=False, truncate=True):
     """(id, image, command, created, status, names) as `docker ps` shows them."""
     container.sweep_orphans(store)
     rows = []
@@ -298,18 +317,23 @@ def ps_rows(store, show_all=False):
             text = f"Up {statefile.ago(st.get('started_at') or st['created'])}"
         elif status == "exited":
             text = f"Exited ({code}) {statefile.ago(st.get('finished_at') or st['created'])} ago"
+        elif status == "damaged":
+            text = f"Damaged ({st['damage']})"
         else:
             text = "Created"
         command = " ".join(st.get("command") or [])
-        rows.append((cid[:12], st.get("image", ""), f'"{command[:20]}"',
+        rows.append((cid[:12] if truncate else cid, st.get("image", ""),
+                     f'"{command[:20] if truncate else command}"',
                      f"{statefile.ago(st['created'])} ago", text, st.get("name", "")))
     return rows
 
 
 def inspect(store, ref):
-    cid, bundle, st = resolve(store, ref)
-    spec = container.load_spec(bundle)
+    cid, bundle, st = resolve(store, ref, damaged_ok=True)
     status, code = statefile.status(st)
+    if status == "damaged":
+        return {"Id": cid, "State": {"Status": "damaged", "Error": st["damage"]}}
+    spec = container.load_spec(bundle)
     return {
         "Id": cid,
         "Name": "/" + st.get("name", ""),
@@ -376,37 +400,50 @@ def _network_settings(spec):
 
 
 def log_entries(store, ref, follow=False, tail=None):
-    """Yield (stream, text) from the container's log; with follow, until it exits."""
+    """Yield (stream, text) from the container's log; with follow, until it
+    exits. A line still being written is waited for (follow) or left out;
+    a damaged line (a truncated log) is skipped."""
     cid, bundle, _ = resolve(store, ref)
     path = os.path.join(bundle, "container.log")
     try:
-        f = open(path)
+        f = open(path, "rb")
     except FileNotFoundError:
         return
     with f:
-        lines = f.readlines()
+        lines, partial = _complete_lines(f.read())
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
-        for line in lines:
-            entry = json.loads(line)
-            yield entry["stream"], entry["log"]
+        yield from _log_records(lines)
         while follow:
-            line = f.readline()
-            if line:
-                entry = json.loads(line)
-                yield entry["stream"], entry["log"]
+            data = f.read()
+            if data:
+                lines, partial = _complete_lines(partial + data)
+                yield from _log_records(lines)
                 continue
             try:
                 st = statefile.read(bundle)
-            except FileNotFoundError:
+            except (OSError, ValueError):
                 return
             if statefile.status(st)[0] != "running" and st["status"] != "starting":
-                rest = f.read()
-                for extra in rest.splitlines():
-                    entry = json.loads(extra)
-                    yield entry["stream"], entry["log"]
+                lines, _ = _complete_lines(partial + f.read())
+                yield from _log_records(lines)
                 return
             time.sleep(0.05)
+
+
+def _complete_lines(data):
+    """(the whole lines in `data`, what follows the last newline)."""
+    *lines, rest = data.split(b"\n")
+    return lines, rest
+
+
+def _log_records(lines):
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            yield entry["stream"], entry["log"]
+        except (ValueError, KeyError, TypeError):
+            continue
 
 
 def top(store, ref):

@@ -21,8 +21,13 @@ from minirun.runtime.start import launch, wait_exit_status
 
 
 def _report(fd, text):
+    """Tell the client how the start went. The client may be gone (killed
+    by its user): the container is ours from here, and carries on."""
     if fd is not None:
-        os.write(fd, text.encode())
+        try:
+            os.write(fd, text.encode())
+        except OSError:
+            pass
         os.close(fd)
 
 
@@ -30,11 +35,12 @@ def main(root, cid, report_fd):
     os.set_inheritable(report_fd, False)   # else the container would hold it open
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)    # a vanished client is not our end
     bundle = os.path.join(Store(root).containers, cid)
-    spec = container.load_spec(bundle)
     try:
+        spec = container.load_spec(bundle)
         lifecycle.prepare_start(root, spec)
-    except MinirunError as e:
+    except (MinirunError, OSError) as e:
         return _report(report_fd, f"error 125 {e}")
     lifecycle._claim(bundle, cid)
     out_r, out_w = os.pipe()
@@ -63,10 +69,51 @@ def main(root, cid, report_fd):
     lifecycle.record_exit(bundle, spec, code, cgroup)
 
 
+class LogFile:
+    """container.log, appended to; when a write fails (a full disk), the
+    lines are dropped and the copying goes on: the container must never
+    block on its output, nor die of it."""
+    def __init__(self, path):
+        try:
+            self.f = open(path, "a")
+        except OSError:
+            self.f = None
+
+    def write(self, text):
+        if self.f is not None:
+            try:
+                self.f.write(text)
+            except OSError:
+                self.close()
+
+    def flush(self):
+        self.write("")
+        if self.f is not None:
+            try:
+                self.f.flush()
+            except OSError:
+                self.close()
+
+    def close(self):
+        if self.f is not None:
+            try:
+                self.f.close()
+            except OSError:
+                pass
+            self.f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def copy_to_log(sources, path):
     """Until every source is at end-of-file: one JSON line per line of output."""
     partial = {fd: b"" for fd in sources}
-    with open(path, "a") as log:
+    log = LogFile(path)
+    with log:
         while partial:
             ready, _, _ = select.select(list(partial), [], [])
             for fd in ready:

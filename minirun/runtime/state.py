@@ -8,6 +8,7 @@ The file says what minirun last knew; status() says what is true now: a
 container recorded as running whose PID 1 is gone has exited, even if
 nobody was left to write it down.
 """
+import errno
 import fcntl
 import json
 import os
@@ -30,9 +31,29 @@ def alive(pid, start_time):
     return pid is not None and start_time is not None and process_start_time(pid) == start_time
 
 
+STATUSES = ("created", "starting", "running", "exited")
+
+
 def read(bundle):
+    """The recorded state; ValueError if state.json is not one minirun wrote."""
     with open(os.path.join(bundle, "state.json")) as f:
-        return json.load(f)
+        state = json.load(f)
+    if not isinstance(state, dict) or state.get("status") not in STATUSES \
+            or not isinstance(state.get("created"), (int, float)) or not isinstance(state.get("id"), str):
+        raise ValueError("missing or wrong keys")
+    return state
+
+
+def damaged(cid, bundle, error):
+    """What we say of a container whose state.json cannot be read: it is
+    listed, it can be removed, and nothing else is done with it."""
+    try:
+        created = os.stat(bundle).st_mtime
+    except OSError:
+        created = 0
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return {"id": cid, "status": "damaged", "created": created, "name": "", "image": "",
+            "command": [], "damage": f"state.json: {reason}"}
 
 
 @contextmanager
@@ -46,17 +67,35 @@ def update(bundle, **changes):
     with locked(bundle):
         state = read(bundle)
         state.update(changes)
-        write_atomic(os.path.join(bundle, "state.json"), json.dumps(state, indent=1))
+        _write(bundle, state)
         return state
 
 
+def _write(bundle, state):
+    """Whole, by rename; on a full disk, in place instead: a state this
+    small fits in the block the file already has, and the exit status of a
+    container that filled the disk is worth recording."""
+    path = os.path.join(bundle, "state.json")
+    text = json.dumps(state, indent=1)
+    try:
+        write_atomic(path, text)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        with open(path, "r+") as f:
+            f.write(text)
+            f.truncate()
+
+
 def write_new(bundle, state):
-    write_atomic(os.path.join(bundle, "state.json"), json.dumps(state, indent=1))
+    _write(bundle, state)
 
 
 def status(state):
     """(status, exit_code) as things are now."""
     recorded = state["status"]
+    if recorded == "damaged":
+        return "damaged", None
     if recorded == "starting" and alive(state.get("owner_pid"), state.get("owner_start")):
         return "created", None          # its supervisor is still starting it
     if recorded == "starting" or (recorded == "running"
