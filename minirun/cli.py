@@ -125,6 +125,8 @@ def run(image, command, detach, **flags):
     require_root()
     from minirun.runtime import lifecycle
     s = store()
+    if not detach:
+        lifecycle.check_input_is_a_terminal(flags["tty"], flags["interactive"])
     cid = lifecycle.create(s, image, make_options(command, flags))
     if detach:
         lifecycle.start_detached(s, cid)

@@ -23,7 +23,8 @@ from minirun.image import layers as layerfs, steps
 from minirun.image.context import Context
 from minirun.image.dockerfile import instruction_flags, parse_file, parse_instruction
 from minirun.image.expand import BuildScope
-from minirun.image.store import canonical_json, write_atomic
+from minirun.image.store import canonical_json
+from minirun.linux.fs import write_atomic
 
 
 @dataclass
@@ -85,7 +86,8 @@ class Builder:
 
     def build(self):
         """Run every stage up to the target; tag and return the image id."""
-        self.store.sweep_tmp()
+        from minirun.runtime.container import sweep_dead_work
+        sweep_dead_work(self.store)
         dockerfile = parse_file(self.path)
         self.scope = BuildScope(self.opts.build_args, dockerfile.escape, self.path)
         instructions = self._up_to_target(dockerfile.instructions)

@@ -92,7 +92,8 @@ def prune(store, everything=False):
     """Unnamed images (all unused ones with -a), then the build cache and
     the layers nobody needs any more."""
     lines = []
-    store.sweep_tmp()
+    from minirun.runtime.container import sweep_dead_work
+    sweep_dead_work(store)
     with store.lock():
         named = set(store.names().values())
         used = set(_used_by_containers(store))

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from minirun.errors import ImageNotFound, UsageError
+from minirun.linux.fs import write_atomic
 
 DEFAULT_ROOT = "/var/lib/minirun"
 
@@ -39,18 +40,6 @@ def normalize_name(name):
     """'busybox' → 'busybox:latest'; a tag or digest given is kept."""
     last = name.rsplit("/", 1)[-1]
     return name if (":" in last or "@" in last) else name + ":latest"
-
-
-def write_atomic(path, data):
-    """Write `data` to `path` through a temporary file and rename(2)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def canonical_json(obj):
@@ -113,29 +102,25 @@ class Store:
                 self._lock_depth = 0
 
     def mkdtemp(self, prefix):
-        """tmp/<prefix><pid>-<random>: the pid tells sweep_tmp whose it is."""
+        """tmp/<prefix><pid>-<random>: the pid tells dead_work whose it is."""
         import tempfile
         self.ensure_dirs()
         return tempfile.mkdtemp(dir=self.tmp, prefix=f"{prefix}{os.getpid()}-")
 
-    def sweep_tmp(self):
-        """Remove what processes killed mid-work (a SIGKILLed build) left in
-        tmp/. A RUN step's bundle (it has a config.json) goes as a
-        container's does: with its network lease, and the bridge if unused."""
-        import shutil
-        from minirun.runtime.state import process_start_time
+    def dead_work(self):
+        """Paths in tmp/ whose owner (the pid in the name) has died: a
+        SIGKILLed build's or create's work in progress, a removal cut short."""
+        from minirun.linux.process import process_start_time
         try:
             entries = os.listdir(self.tmp)
         except FileNotFoundError:
-            return
+            return []
+        dead = []
         for entry in entries:
             pid = entry.rsplit("-", 2)[-2] if entry.count("-") >= 2 else ""
             if pid.isdigit() and process_start_time(int(pid)) is None:
-                path = os.path.join(self.tmp, entry)
-                if os.path.exists(os.path.join(path, "config.json")):
-                    from minirun.runtime.container import remove_bundle
-                    remove_bundle(path)
-                shutil.rmtree(path, ignore_errors=True)
+                dead.append(os.path.join(self.tmp, entry))
+        return dead
 
     # --- names ---------------------------------------------------------
     def names(self):

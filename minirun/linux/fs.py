@@ -15,6 +15,18 @@ from minirun.linux.syscalls import (
     MS_REC, MS_REMOUNT, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, mount, openat2, pivot_root, umount)
 
 
+def write_atomic(path, data):
+    """Write `data` to `path` through a temporary file and rename(2)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def make_mounts_private():
     """Stop mount events propagating between this namespace and the host's —
     mount(2) with MS_PRIVATE, see mount_namespaces(7)."""

@@ -6,6 +6,18 @@ import socket
 from minirun.linux import explain
 
 
+def process_start_time(pid):
+    """Field 22 of /proc/PID/stat, which tells a live process from a reused
+    pid; None if it is gone, or dead and waiting to be reaped (a zombie:
+    whoever reaps it, perhaps a host init that never does, it is over) — proc(5)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def close_inherited_fds(keep):
     """Close every file descriptor above 2 except `keep`: whatever the caller
     of minirun had open (a directory, a socket, a log file) must not reach

@@ -9,14 +9,14 @@
 """
 import os
 
-from minirun.network.networks import DEFAULT, Networks
+from minirun.network.networks import DEFAULT, Networks, release_bridge
 from minirun.runtime.spec import NetworkAttachment
 
 
-def connect(store_root, spec, ports, extra_hosts):
+def connect(store_root, spec, ports, extra_hosts, running=None):
     nets = Networks(store_root)
     net = nets.get(spec.network)
-    address = nets.allocate(net, spec.id, spec.name, spec.hostname, ports, extra_hosts)
+    address = nets.allocate(net, spec.id, spec.name, spec.hostname, ports, extra_hosts, running)
     spec.attachment = NetworkAttachment(
         network=net.name, bridge=net.bridge, subnet=net.subnet, gateway=net.gateway,
         address=address, prefixlen=net.prefixlen, ports=list(ports))
@@ -30,10 +30,12 @@ def wire(spec, pid):
 
 def _remove_bridge_if_unused(nets, network, bridge_name):
     """The leases, checked under the lock that allocation holds, say whether
-    anyone still uses the network: if nobody, its bridge and rules go."""
+    anyone in this store still uses the network; the bridge's marker says
+    whether another store does (networks.release_bridge). If nobody, its
+    bridge and rules go."""
     from minirun.network import bridge
     with nets.lock():
-        if not nets.leases(network):
+        if not nets.leases(network) and release_bridge(nets.root, bridge_name):
             bridge.remove_bridge(bridge_name)
 
 
@@ -57,17 +59,27 @@ def host_lines(lease, peers=()):
                     if peer["container"] != lease["container"] and peer["name"]]
 
 
+def write_hosts(bundle, lines):
+    """/etc/hosts, rewritten in place: it is bind-mounted into a running
+    container, and a new file (rename) would not reach it there."""
+    try:
+        with open(os.path.join(bundle, "hosts"), "w") as f:
+            f.write("\n".join(["127.0.0.1\tlocalhost",
+                               "::1\tlocalhost ip6-localhost ip6-loopback", *lines]) + "\n")
+    except FileNotFoundError:      # the bundle is not there (yet, or any more)
+        pass
+
+
 def refresh_hosts(store_root, network, newcomer=None):
     """Rewrite /etc/hosts of the containers on a user network, where every
     container lists its peers. Docker's default bridge gives no names to its
     containers: there only the newcomer's own file is written."""
-    from minirun.runtime import container
     leases = Networks(store_root).leases(network)
     shared = network != DEFAULT
     for lease in leases:
         if shared or lease["container"] == newcomer:
             bundle = os.path.join(store_root, "containers", lease["container"])
-            container.write_hosts(bundle, host_lines(lease, leases if shared else ()))
+            write_hosts(bundle, host_lines(lease, leases if shared else ()))
 
 
 def remove_network(store_root, name):

@@ -11,6 +11,7 @@ A lease file is created with O_EXCL while the lock is held: two `run`s at the
 same moment never get the same address, and `rm` gives it back.
 """
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from minirun.errors import MinirunError, UsageError
-from minirun.image.store import write_atomic
+from minirun.linux.fs import write_atomic
 from minirun.runtime.spec import Port
 
 DEFAULT = "bridge"
@@ -78,6 +79,7 @@ def parse_port(text):
 
 class Networks:
     def __init__(self, store_root):
+        self.root = store_root
         self.dir = os.path.join(store_root, "networks")
 
     @contextmanager
@@ -197,12 +199,18 @@ class Networks:
                 continue      # being written or removed right now
         return out
 
-    def allocate(self, net, container_id, name, hostname, ports, extra_hosts=()):
+    def published(self, running, but=None):
+        """[(lease, Port)] of the ports that running containers publish (a
+        stopped container holds its ports for its next start, not meanwhile)."""
+        return [(lease, Port(**p)) for n in self.names() for lease in self.leases(n)
+                for p in lease["ports"] if lease["container"] != but and running(lease["container"])]
+
+    def allocate(self, net, container_id, name, hostname, ports, extra_hosts=(), running=None):
         """Lease the lowest free address of `net` for the container, after
         checking that none of its ports is published already."""
         with self.lock():
-            check_ports_free(ports, [(lease, Port(**p)) for n in self.names()
-                                     for lease in self.leases(n) for p in lease["ports"]])
+            claim_bridge(self.root, net.bridge)
+            check_ports_free(ports, self.published(running or (lambda cid: True)))
             d = self._leases_dir(net.name)
             os.makedirs(d, exist_ok=True)
             taken = set(os.listdir(d)) | {net.gateway}
@@ -228,15 +236,68 @@ class Networks:
                         os.unlink(os.path.join(self._leases_dir(name), lease["address"]))
 
 
-def check_ports_free(wanted, published):
-    """Refuse a host port that is published already, by us or by a listening
-    host process (which the DNAT rule would silently hide)."""
+# A bridge is a host-wide device, and several stores may plug containers into
+# the same one (minirun0): each store that holds a lease on it keeps a marker
+# here, and only the last store to let go may remove it.
+BRIDGE_USERS = "/run/minirun/bridges"
+
+
+@contextmanager
+def bridge_users_lock():
+    os.makedirs(BRIDGE_USERS, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(BRIDGE_USERS, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _marker(store_root, bridge):
+    key = hashlib.sha256(os.path.abspath(store_root).encode()).hexdigest()[:16]
+    return os.path.join(BRIDGE_USERS, bridge, key)
+
+
+def claim_bridge(store_root, bridge):
+    """This store uses `bridge`: say so where other stores look."""
+    with bridge_users_lock():
+        path = _marker(store_root, bridge)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(os.path.abspath(store_root))
+
+
+def release_bridge(store_root, bridge):
+    """This store is done with `bridge`; True if no other store still uses
+    it (a store whose directory is gone uses nothing)."""
+    with bridge_users_lock():
+        mine = _marker(store_root, bridge)
+        if os.path.exists(mine):
+            os.unlink(mine)
+        d = os.path.dirname(mine)
+        for entry in os.listdir(d) if os.path.isdir(d) else []:
+            try:
+                with open(os.path.join(d, entry)) as f:
+                    other = f.read()
+            except OSError:
+                continue
+            if os.path.isdir(other):
+                return False
+            os.unlink(os.path.join(d, entry))
+        return True
+
+
+def check_ports_free(wanted, published, probe=True):
+    """Refuse a host port that is published already, by us or (probe) by a
+    listening host process (which the DNAT rule would silently hide)."""
     for p in wanted:
         for lease, q in published:
             same_port = (p.proto, p.host_port) == (q.proto, q.host_port)
             if same_port and (p.host_ip == q.host_ip or "0.0.0.0" in (p.host_ip, q.host_ip)):
                 raise UsageError(f"-p {p.host_ip}:{p.host_port}/{p.proto}: port is already "
                                  f"published by container {lease['container'][:12]}")
+        if not probe:
+            continue
         kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
         with socket.socket(socket.AF_INET, kind) as s:
             try:

@@ -48,7 +48,7 @@ def _reporting_errors(sock, fn, *args):
         os._exit(e.exit_code)
     except MinirunError as e:
         sync.send_error(sock, str(e))
-    except OSError as e:
+    except (OSError, ValueError, OverflowError) as e:
         sync.send_error(sock, f"container start: {e}")
     except BaseException:
         import traceback

@@ -13,7 +13,8 @@ import json
 import os
 
 from minirun.errors import MinirunError
-from minirun.image.store import write_atomic
+from minirun.linux.fs import write_atomic
+from minirun.linux.process import process_start_time
 from minirun.runtime import state as statefile
 from minirun.runtime.spec import spec_from_dict, spec_to_dict
 
@@ -33,7 +34,7 @@ def create_bundle(store, spec, state):
     write_spec(spec, staging)
     pid = os.getpid()
     statefile.write_new(staging, dict(state, id=spec.id, status="created", created=statefile.now(),
-                                      owner_pid=pid, owner_start=statefile.process_start_time(pid)))
+                                      owner_pid=pid, owner_start=process_start_time(pid)))
     os.makedirs(store.containers, exist_ok=True)
     os.rename(staging, spec.bundle)
     return spec.bundle
@@ -80,18 +81,8 @@ def write_etc_files(bundle, hostname, host_lines=(), dns=(), keep_loopback_dns=F
         f.write(hostname + "\n")
     with open(files["/etc/resolv.conf"], "w") as f:
         f.write(resolv_conf(dns, keep_loopback_dns))
+    from minirun.network.connect import write_hosts
     write_hosts(bundle, host_lines)
-
-
-def write_hosts(bundle, lines):
-    """/etc/hosts, rewritten in place: it is bind-mounted into a running
-    container, and a new file (rename) would not reach it there."""
-    try:
-        with open(os.path.join(bundle, "hosts"), "w") as f:
-            f.write("\n".join(["127.0.0.1\tlocalhost",
-                               "::1\tlocalhost ip6-localhost ip6-loopback", *lines]) + "\n")
-    except FileNotFoundError:      # the bundle is not there (yet, or any more)
-        pass
 
 
 def host_hosts_lines():
@@ -119,6 +110,14 @@ def resolv_conf(dns=(), keep_loopback=False):
             or not (dns or not keep_loopback and (nameserver(line).startswith("127.")
                                                    or nameserver(line) == "::1"))]
     return "\n".join(keep + [f"nameserver {ip}" for ip in dns]) + "\n"
+
+
+def release_ports(spec):
+    """A container that has ended publishes nothing: its DNAT rules go now,
+    not at rm, so the port is free for another container (as in Docker)."""
+    if spec.attachment is not None and spec.attachment.ports:
+        from minirun.network.bridge import unpublish_ports
+        unpublish_ports(spec.id)
 
 
 def remove_bundle(bundle, spec=None):
@@ -167,6 +166,17 @@ def all_containers(store):
     return sorted(out, key=lambda c: c[2].get("created", 0))
 
 
+def sweep_dead_work(store):
+    """Remove what processes killed mid-work left in tmp/. A RUN step's or
+    a create's bundle (it has a config.json) goes as a container does: with
+    its network lease, and the bridge if nobody else uses it."""
+    import shutil
+    for path in store.dead_work():
+        if os.path.exists(os.path.join(path, "config.json")):
+            remove_bundle(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def sweep_orphans(store):
     """Tell the truth about containers whose supervisor was killed (SIGKILL
     gives no chance to write it down): record them exited, remove their
@@ -188,5 +198,9 @@ def sweep_orphans(store):
             except (OSError, ValueError):
                 pass            # a full disk, say: status() tells the truth all the same
             state["status"] = status
+            try:
+                release_ports(load_spec(bundle))
+            except (OSError, MinirunError):
+                pass
         if state.get("auto_remove") and owner_gone and state["status"] == "exited":
             remove_bundle(bundle)

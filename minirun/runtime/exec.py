@@ -20,6 +20,7 @@ from minirun.errors import UsageError
 
 
 def exec_in(store, ref, command, env=(), workdir=None, user=None, tty=False, interactive=False):
+    lifecycle.check_input_is_a_terminal(tty, interactive)
     cid, bundle, st = lifecycle.resolve(store, ref)
     if statefile.status(st)[0] != "running":
         raise UsageError(f"container {cid[:12]} is not running: start it before exec")

@@ -14,6 +14,7 @@ import signal
 import time
 
 from minirun.errors import ContainerNotFound, MinirunError, UsageError
+from minirun.linux.process import process_start_time
 from minirun.runtime import container, state as statefile
 
 
@@ -50,6 +51,14 @@ def resolve(store, ref, damaged_ok=False):
 
 # --- create and start -------------------------------------------------------------
 
+def check_input_is_a_terminal(tty, interactive):
+    """-i -t relays our stdin into the container's terminal: it must be a
+    terminal too. A pipe there would fill the pty's line buffer (a long line
+    with no newline) and wedge both sides; Docker refuses it the same way."""
+    if tty and interactive and not os.isatty(0):
+        raise UsageError("the input device is not a TTY: drop -t to pipe input into a container")
+
+
 def create(store, image_ref, opts):
     """Prepare a container from RunOptions; returns its id. Every check
     happens before the disk changes."""
@@ -72,7 +81,7 @@ def create(store, image_ref, opts):
             spec.name = names.generate(taken)
         if network is not None:
             from minirun.network.connect import connect
-            connect(store.root, spec, ports, extra_hosts)
+            connect(store.root, spec, ports, extra_hosts, running=lambda c: running(store.root, c))
         try:
             container.create_bundle(store, spec, {
                 "name": spec.name, "image": image_ref, "image_id": image.id,
@@ -115,9 +124,25 @@ def _write_etc_files(store, spec, extra_hosts, dns):
                               keep_loopback_dns=spec.network == "host")
 
 
+def running(store_root, cid):
+    try:
+        st = statefile.read(os.path.join(store_root, "containers", cid))
+    except (OSError, ValueError):
+        return False
+    return statefile.status(st)[0] == "running"
+
+
 def prepare_start(store_root, spec):
     """Resolve what can change between create and start: the namespace of
-    the container whose network this one shares must be joined afresh."""
+    the container whose network this one shares must be joined afresh, and
+    its ports may have been taken while it was stopped."""
+    if spec.attachment is not None and spec.attachment.ports:
+        from minirun.network.networks import Networks, check_ports_free
+        nets = Networks(store_root)
+        with nets.lock():
+            taken = nets.published(lambda c: running(store_root, c), but=spec.id)
+            for port in spec.attachment.ports:
+                check_ports_free([port], taken, probe=False)
     if spec.network.startswith("container:"):
         other = spec.network.partition(":")[2]
         bundle = os.path.join(store_root, "containers", other)
@@ -139,19 +164,20 @@ def _claim(bundle, cid):
         if statefile.status(st)[0] == "running":
             raise UsageError(f"container {cid[:12]} is already running")
         pid = os.getpid()
-        st.update(owner_pid=pid, owner_start=statefile.process_start_time(pid), status="starting",
+        st.update(owner_pid=pid, owner_start=process_start_time(pid), status="starting",
                   pid=None, exit_code=None, oom_killed=False)
         statefile.write_new(bundle, st)
 
 
 def record_running(bundle, running):
     statefile.update(bundle, status="running", pid=running.pid,
-                     pid_start=statefile.process_start_time(running.pid), started_at=statefile.now())
+                     pid_start=process_start_time(running.pid), started_at=statefile.now())
 
 
 def record_exit(bundle, spec, code, cgroup):
     from minirun.runtime.start import finish
     oom = finish(spec, cgroup)
+    container.release_ports(spec)
     st = statefile.update(bundle, status="exited", exit_code=code, oom_killed=oom,
                           finished_at=statefile.now())
     if st.get("auto_remove"):
@@ -164,7 +190,12 @@ def start_attached(store, cid):
         attached_stdio, close_all, hold_signals, launch, release_signals, supervise)
     bundle = os.path.join(store.containers, cid)
     spec = container.load_spec(bundle)
-    prepare_start(store.root, spec)
+    check_input_is_a_terminal(spec.process.tty, spec.process.stdin)
+    try:
+        prepare_start(store.root, spec)
+    except MinirunError:
+        _start_failed(bundle)        # a --rm container that could not start goes
+        raise
     _claim(bundle, cid)
     cgroup = cgroup_driver()
     theirs, ours = attached_stdio(spec.process)

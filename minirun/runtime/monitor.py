@@ -41,6 +41,7 @@ def main(root, cid, report_fd):
         spec = container.load_spec(bundle)
         lifecycle.prepare_start(root, spec)
     except (MinirunError, OSError) as e:
+        lifecycle._start_failed(bundle)
         return _report(report_fd, f"error 125 {e}")
     lifecycle._claim(bundle, cid)
     out_r, out_w = os.pipe()

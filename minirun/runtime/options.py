@@ -356,6 +356,17 @@ def user_namespace(opts, image, store_root):
     return mapping, [store.chowned_layer(d, uid, gid) for d in image.config["rootfs"]["diff_ids"]]
 
 
+def check_no_nul_bytes(spec):
+    """execve(2) and the kernel take C strings: a NUL byte in the command,
+    the environment, the working directory or the hostname (from an
+    --env-file or an image's config, say) is refused here, before any fork."""
+    p = spec.process
+    for what, values in (("command", p.args), ("environment", [f"{k}={v}" for k, v in p.env.items()]),
+                         ("working directory", [p.cwd]), ("hostname", [spec.hostname])):
+        if any("\0" in v for v in values):
+            raise UsageError(f"the {what} contains a NUL byte, which no program can be given")
+
+
 def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root):
     config = image.config.get("config") or {}
     if opts.name is not None and not NAME_RE.match(opts.name):
@@ -392,7 +403,7 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
         namespaces = namespaces + ("user",)
     resources = parse_resources(opts)
     resources.devices = device_rules
-    return ContainerSpec(
+    spec = ContainerSpec(
         id=container_id,
         name=opts.name or "",
         bundle=bundle,
@@ -418,3 +429,5 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
         masked_paths=() if opts.privileged else MASKED_PATHS,
         readonly_paths=() if opts.privileged else READONLY_PATHS,
     )
+    check_no_nul_bytes(spec)
+    return spec

@@ -63,7 +63,7 @@ def prepare(store_root, choice, capabilities):
     key = hashlib.sha256(text + repr((sorted(caps), os.uname().machine)).encode()).hexdigest()
     program = os.path.join(store_root, "seccomp", key + ".bpf")
     if not os.path.exists(program):
-        from minirun.image.store import write_atomic
+        from minirun.linux.fs import write_atomic
         from minirun.linux.seccomp import compile_program
         os.makedirs(os.path.dirname(program), exist_ok=True)
         write_atomic(program, compile_program(default, arches, rules))

@@ -15,16 +15,8 @@ import os
 import time
 from contextlib import contextmanager
 
-from minirun.image.store import write_atomic
-
-
-def process_start_time(pid):
-    """Field 22 of /proc/PID/stat: tells a live process from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+from minirun.linux.fs import write_atomic
+from minirun.linux.process import process_start_time
 
 
 def alive(pid, start_time):

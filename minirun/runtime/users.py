@@ -43,6 +43,9 @@ def resolve_user(spec, layer_dirs):
         else:
             raise UsageError(f"unable to find group {group_part}: no matching entries in group file")
 
+    for kind, value in (("user", uid), ("group", gid)):
+        if not 0 <= value < 2**32 - 1:
+            raise UsageError(f"{kind} id {value} is out of range (0 to 4294967294)")
     extra = []
     if name and not group_part:
         extra = sorted({int(g[2]) for g in groups if name in g[3].split(",") and int(g[2]) != gid})

@@ -183,3 +183,76 @@ def test_save_never_replaces_what_is_not_a_regular_file(m, tmp_path, kind):
     assert victim.read_text() == "keep me\n"
     assert (os.path.islink(target) if kind == "symlink" else
             target.is_dir() if kind == "directory" else target.is_char_device())
+
+
+# --- ports, bridges and start errors ---------------------------------------------------
+
+def test_a_dead_containers_port_is_free_at_once(m):
+    first = m("run", "-d", "-p", "18181:80", "busybox", "nc", "-l", "-p", "80", check=0).stdout.strip()
+    m("kill", first, check=0)
+    second = m("run", "-d", "-p", "18181:80", "busybox", "sleep", "30")
+    assert second.returncode == 0, second.stderr
+    out = m("start", first)
+    assert out.returncode == 125 and "already published" in out.stderr
+    m("rm", "-f", first, second.stdout.strip(), check=0)
+
+
+def test_a_client_killed_with_its_attached_container_leaves_it_dead_not_running(m):
+    proc = m.popen("run", "--name", "orphan", "--network", "none", "busybox", "sleep", "60",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def status():
+        out = m("inspect", "orphan")
+        return json.loads(out.stdout)[0]["State"]["Status"] if out.returncode == 0 else None
+
+    deadline = time.monotonic() + 10
+    while status() != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.3)
+    # its PID 1 died with the client; a host init that never reaps it
+    # changes nothing: a zombie is dead
+    state = json.loads(m("inspect", "orphan", check=0).stdout)[0]["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 137
+    m("rm", "orphan", check=0)
+
+
+def test_another_stores_prune_keeps_a_bridge_in_use(m, tmp_path):
+    other = Minirun(str(tmp_path / "other"))
+    cid = m("run", "-d", "busybox", "sleep", "30", check=0).stdout.strip()
+    try:
+        other("run", "--rm", "busybox", "true", check=0)
+        other("network", "prune", check=0)
+        assert os.path.exists("/sys/class/net/minirun0")
+        assert m("exec", cid, "ping", "-c1", "-W2", "10.200.0.1").returncode == 0
+    finally:
+        m("rm", "-f", cid, check=0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("-u", "4294967296"), "out of range"),
+    (("--env-file", "NUL"), "NUL byte"),
+])
+def test_start_errors_are_one_line_and_the_container_never_ran(m, tmp_path, flags, message):
+    if "NUL" in flags:
+        (tmp_path / "nul.env").write_bytes(b"A=b\0c\n")
+        flags = ("--env-file", str(tmp_path / "nul.env"))
+    out = m("run", "--name", "failed", *flags, "busybox", "true")
+    assert out.returncode == 125 and message in out.stderr and len(out.stderr.splitlines()) == 1
+    assert m("ps", "-a", "-q", check=0).stdout == ""
+
+
+def test_run_rm_joining_a_stopped_containers_network_leaves_nothing(m):
+    m("create", "--name", "stopped", "busybox", "true", check=0)
+    for detach in ((), ("-d",)):
+        out = m("run", "--rm", *detach, "--network", "container:stopped", "busybox", "true")
+        assert out.returncode == 125 and "not running" in out.stderr
+    assert m("ps", "-a", "-q", check=0).stdout.split() == [
+        m("ps", "-a", "-q", check=0).stdout.split()[0]]
+    m("rm", "stopped", check=0)
+
+
+def test_i_t_with_a_pipe_is_refused_not_wedged(m):
+    out = m("run", "--rm", "-i", "-t", "busybox", "cat", input="a" * 20000, timeout=20)
+    assert out.returncode == 125 and "not a TTY" in out.stderr
