@@ -537,6 +537,15 @@ def image():
     """Manage images."""
 
 
+@cli.command()
+def repair():
+    """Repair a damaged store: names, image configs, cache, links."""
+    require_root()
+    from minirun.image import manage
+    for line in manage.repair(store()):
+        click.echo(line)
+
+
 @image.command("prune")
 @click.option("-a", "--all", "everything", is_flag=True, help="Also named images no container uses.")
 def image_prune(everything):

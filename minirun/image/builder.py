@@ -238,10 +238,10 @@ class Builder:
         try:
             with open(os.path.join(self._cache_dir(), key + ".json")) as f:
                 config = json.load(f)
-        except (FileNotFoundError, ValueError):
-            return None
-        if all(os.path.isdir(self.store.layer_dir(d)) for d in config["rootfs"]["diff_ids"]):
-            return config
+            if all(os.path.isdir(self.store.layer_dir(d)) for d in config["rootfs"]["diff_ids"]):
+                return config
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            pass                      # a damaged entry is a miss; repair removes it
         return None
 
     def _cache_put(self, key, config):

@@ -1,5 +1,4 @@
 """Rows for `minirun images`."""
-import json
 import os
 
 
@@ -25,10 +24,14 @@ def human_size(n):
 def image_rows(store):
     """(repository, tag, short id, created, size) for every named image."""
     rows = []
+    from minirun.errors import ImageNotFound
     for name, image_id in sorted(store.names().items()):
         repo, _, tag = name.rpartition(":")
-        with open(os.path.join(store.images, image_id.split(":", 1)[1] + ".json")) as f:
-            config = json.load(f)
+        try:
+            config = store.config(image_id)
+        except (ImageNotFound, OSError):
+            rows.append((repo, tag, image_id.split(":", 1)[1][:12], "(damaged: see minirun repair)", "-"))
+            continue
         size = sum(tree_size(store.layer_dir(d)) for d in config["rootfs"]["diff_ids"])
         rows.append((repo, tag, image_id.split(":", 1)[1][:12], config.get("created", ""), human_size(size)))
     return rows

@@ -5,7 +5,7 @@ import os
 import shutil
 import time
 
-from minirun.errors import UsageError
+from minirun.errors import ImageNotFound, UsageError
 from minirun.image.listing import human_size, tree_size
 from minirun.image.store import normalize_name
 
@@ -108,6 +108,115 @@ def prune(store, everything=False):
         shutil.rmtree(os.path.join(store.root, "cache"), ignore_errors=True)
         lines += _remove_unused_layers(store)
     return lines
+
+
+def repair(store):
+    """Bring a damaged store back to one every command can use; returns
+    what was done, a line each. What only `rm -f` should decide (a damaged
+    container, which may still run) is named, not removed."""
+    from minirun.runtime import container
+    lines = []
+    with store.lock():
+        try:
+            with open(store.repositories) as f:
+                names = json.load(f)
+            if not isinstance(names, dict):
+                raise ValueError
+        except FileNotFoundError:
+            names = {}
+        except ValueError:
+            names = store.names_from_images()
+            lines.append(f"rebuilt {store.repositories} from images/*.names: {len(names)} names")
+        for entry in os.listdir(store.images) if os.path.isdir(store.images) else []:
+            if not entry.endswith(".json"):
+                continue
+            image_id = "sha256:" + entry[:-5]
+            try:
+                store.config(image_id)
+            except ImageNotFound:
+                os.unlink(os.path.join(store.images, entry))
+                lines.append(f"removed the damaged config of image {image_id[7:19]}")
+        present = {"sha256:" + e[:-5] for e in os.listdir(store.images) if e.endswith(".json")} \
+            if os.path.isdir(store.images) else set()
+        for name in [n for n, i in names.items() if i not in present]:
+            lines.append(f"untagged {name}: its image is gone")
+            del names[name]
+        store.save_names(names)
+        for kind, directory, valid in (("build cache entry", "cache", _valid_json),
+                                       ("seccomp program", "seccomp", _valid_program)):
+            path = os.path.join(store.root, directory)
+            for entry in os.listdir(path) if os.path.isdir(path) else []:
+                if not valid(os.path.join(path, entry)):
+                    os.unlink(os.path.join(path, entry))
+                    lines.append(f"removed a damaged {kind}: {entry}")
+        for entry in os.listdir(store.links) if os.path.isdir(store.links) else []:
+            link = os.path.join(store.links, entry)
+            if not os.path.isdir(link):
+                os.unlink(link)
+                lines.append(f"removed a broken layer link: l/{entry}")
+        lines += _repair_settings_and_networks(store)
+    for cid, _, st in container.all_containers(store):
+        if st["status"] == "damaged":
+            lines.append(f"container {cid[:12]} is damaged ({st['damage']}): "
+                         f"`minirun rm -f {cid[:12]}` stops what it runs and removes it")
+    return lines or ["nothing to repair"]
+
+
+def _repair_settings_and_networks(store):
+    """daemon.json set aside if damaged; damaged network definitions
+    removed (the default one is made again on use); leases of containers
+    that no longer exist given back (a RUN step in progress keeps its own)."""
+    from minirun.errors import MinirunError
+    from minirun.network.networks import Networks
+    lines = []
+    settings = os.path.join(store.root, "daemon.json")
+    try:
+        with open(settings) as f:
+            json.load(f)
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        os.replace(settings, settings + ".damaged")
+        lines.append(f"set aside a damaged {settings} as daemon.json.damaged (defaults apply)")
+    nets = Networks(store.root)
+    alive = set(os.listdir(store.containers)) if os.path.isdir(store.containers) else set()
+    for work in os.listdir(store.tmp) if os.path.isdir(store.tmp) else []:
+        try:
+            with open(os.path.join(store.tmp, work, "config.json")) as f:
+                alive.add(json.load(f)["id"])
+        except (OSError, ValueError, KeyError):
+            continue
+    for name in nets.names():
+        try:
+            nets.get(name)
+        except MinirunError:
+            os.unlink(nets._path(name))
+            lines.append(f"removed the damaged definition of network {name}")
+            continue
+        leases = nets._leases_dir(name)
+        for address in os.listdir(leases) if os.path.isdir(leases) else []:
+            try:
+                with open(os.path.join(leases, address)) as f:
+                    owner = json.load(f).get("container")
+            except (OSError, ValueError, AttributeError):
+                owner = None               # damaged: nobody can use this lease
+            if owner not in alive:
+                os.unlink(os.path.join(leases, address))
+                lines.append(f"gave back {address} on {name}: its container is gone")
+    return lines
+
+
+def _valid_json(path):
+    try:
+        with open(path) as f:
+            return isinstance(json.load(f).get("rootfs", {}).get("diff_ids"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _valid_program(path):
+    size = os.path.getsize(path)
+    return size > 0 and size % 8 == 0
 
 
 def history(store, ref, truncate=True):

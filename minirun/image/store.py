@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class Store:
         self.tmp = os.path.join(self.root, "tmp")
         self.repositories = os.path.join(self.root, "repositories.json")
         self._lock_depth = 0
+        self._warned = False
 
     def keep_private(self):
         """The store is root's alone (mode 0700): other local users must not
@@ -100,6 +102,7 @@ class Store:
                 yield
             finally:
                 self._lock_depth = 0
+        self._warned = False
 
     def mkdtemp(self, prefix):
         """tmp/<prefix><pid>-<random>: the pid tells dead_work whose it is."""
@@ -123,12 +126,43 @@ class Store:
         return dead
 
     # --- names ---------------------------------------------------------
+    # repositories.json maps every name to its image. Each image's own names
+    # are also kept beside its config (images/<hex>.names), so that a
+    # damaged repositories.json can be rebuilt from the store (`repair`).
     def names(self):
         try:
             with open(self.repositories) as f:
-                return json.load(f)
+                names = json.load(f)
+            if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+                raise ValueError("not a map of names to image ids")
+            return names
         except FileNotFoundError:
             return {}
+        except ValueError as e:
+            if not self._warned:
+                self._warned = True
+                sys.stderr.write(f"minirun: warning: {self.repositories} is damaged ({e}): names "
+                                 f"read from images/*.names instead; `minirun repair` rewrites it\n")
+            return self.names_from_images()
+
+    def names_from_images(self):
+        """The names as each image's .names file records them; where two
+        claim a name, the later write wins."""
+        claims = []
+        for entry in os.listdir(self.images) if os.path.isdir(self.images) else []:
+            if entry.endswith(".names"):
+                path = os.path.join(self.images, entry)
+                try:
+                    with open(path) as f:
+                        names = json.load(f)
+                    claims.append((os.stat(path).st_mtime, "sha256:" + entry[:-6], names))
+                except (OSError, ValueError):
+                    continue
+        rebuilt = {}
+        for _, image_id, names in sorted(claims):
+            for name in names if isinstance(names, list) else []:
+                rebuilt[name] = image_id
+        return rebuilt
 
     def tag(self, name, image_id):
         with self.lock():
@@ -137,8 +171,18 @@ class Store:
             self.save_names(names)
 
     def save_names(self, names):
-        """Replace repositories.json; the caller holds the lock."""
+        """Replace repositories.json, and the .names file of each image
+        whose names changed; the caller holds the lock."""
+        old = self.names()
         write_atomic(self.repositories, json.dumps(names, indent=1, sort_keys=True))
+        for image_id in {i for n, i in names.items() if old.get(n) != i} | \
+                {i for n, i in old.items() if names.get(n) != i}:
+            path = os.path.join(self.images, image_id.split(":", 1)[1] + ".names")
+            mine = sorted(n for n, i in names.items() if i == image_id)
+            if mine:
+                write_atomic(path, json.dumps(mine))
+            elif os.path.exists(path):
+                os.unlink(path)
 
     # --- layers and images ----------------------------------------------
     def layer_dir(self, diff_id):
@@ -148,7 +192,7 @@ class Store:
         """l/<first 12 hex> → ../layers/<hex>/diff, made on first use."""
         hexpart = diff_id.split(":", 1)[1]
         link = os.path.join(self.links, hexpart[:12])
-        if not os.path.islink(link):
+        if not os.path.isdir(link):          # missing, or broken: (re)made
             os.makedirs(self.links, exist_ok=True)
             tmp = f"{link}.tmp-{os.getpid()}"
             os.symlink(os.path.join("..", "layers", hexpart, "diff"), tmp)
@@ -219,8 +263,25 @@ class Store:
 
     def load(self, ref):
         image_id = self.resolve_id(ref)
-        with open(os.path.join(self.images, image_id.split(":", 1)[1] + ".json")) as f:
-            config = json.load(f)
+        config = self.config(image_id)
         diff_ids = config["rootfs"]["diff_ids"]
+        for d in diff_ids:
+            if not os.path.isdir(self.layer_dir(d)):
+                raise ImageNotFound(f"image {image_id[7:19]} is damaged: its layer {d[7:19]} is "
+                                    f"missing from the store; load or build it again, or "
+                                    f"`minirun rmi -f {image_id[7:19]}`")
         return Image(image_id, config, [self.layer_dir(d) for d in diff_ids],
                      [self.layer_link(d) for d in diff_ids])
+
+    def config(self, image_id):
+        """An image's config, checked to be one: a damaged file is one line."""
+        path = os.path.join(self.images, image_id.split(":", 1)[1] + ".json")
+        try:
+            with open(path) as f:
+                config = json.load(f)
+            if not isinstance(config.get("rootfs", {}).get("diff_ids"), list):
+                raise ValueError("no rootfs.diff_ids")
+            return config
+        except (ValueError, AttributeError) as e:
+            raise ImageNotFound(f"image {image_id[7:19]} is damaged: {path}: {e}; remove it "
+                                f"with `minirun rmi -f {image_id[7:19]}`") from None

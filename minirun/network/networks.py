@@ -111,6 +111,9 @@ class Networks:
         try:
             with open(self._path(name)) as f:
                 return Network(**json.load(f))
+        except (ValueError, TypeError) as e:
+            raise MinirunError(f"network {name} is damaged: {self._path(name)}: {e}; "
+                               f"`minirun repair` removes it") from None
         except FileNotFoundError:
             if name == DEFAULT:
                 with self.lock():

@@ -62,7 +62,8 @@ def prepare(store_root, choice, capabilities):
     check_execve_allowed(default, rules, name)
     key = hashlib.sha256(text + repr((sorted(caps), os.uname().machine)).encode()).hexdigest()
     program = os.path.join(store_root, "seccomp", key + ".bpf")
-    if not os.path.exists(program):
+    size = os.path.getsize(program) if os.path.exists(program) else 0
+    if size == 0 or size % 8:          # not there yet, or damaged: compile it (again)
         from minirun.linux.fs import write_atomic
         from minirun.linux.seccomp import compile_program
         os.makedirs(os.path.dirname(program), exist_ok=True)
