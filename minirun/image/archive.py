@@ -216,6 +216,8 @@ def load(store, path):
 
 
 def _load(store, path):
+    if not path:
+        raise ArchiveError("load: give the archive with -i FILE (an empty name was given)")
     try:
         tar = tarfile.open(path)
     except OSError as e:

@@ -402,4 +402,8 @@ def parse_file(path):
             text = f.read()
     except OSError as e:
         raise DockerfileError(f"cannot read: {e.strerror}", path)
+    bad = next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), None)
+    if bad is not None:
+        raise DockerfileError("not a text file: invalid UTF-8 here (a binary file?)", path,
+                              text.count("\n", 0, bad) + 1)
     return parse(text, path)

@@ -84,10 +84,7 @@ def refresh_hosts(store_root, network, newcomer=None):
 
 def remove_network(store_root, name):
     from minirun.network import bridge
-    nets = Networks(store_root)
-    net = nets.remove(name)
-    with nets.lock():
-        bridge.remove_bridge(net.bridge)
+    Networks(store_root).remove(name, bridge.remove_bridge)
 
 
 def prune(store_root):

@@ -171,7 +171,10 @@ class Networks:
                 return str(candidate)
         raise MinirunError(f"no free /24 left in {USER_SUBNETS}: give --subnet")
 
-    def remove(self, name):
+    def remove(self, name, remove_bridge):
+        """The network goes: its bridge first (by remove_bridge), then its
+        definition, so that a SIGKILL in between leaves a definition that
+        `network rm` finds again, never a bridge nothing knows of."""
         if name == DEFAULT:
             raise UsageError(f"{DEFAULT} is the default network and cannot be removed")
         net = self.get(name)
@@ -180,6 +183,8 @@ class Networks:
             if users:
                 raise UsageError(f"network {name} is in use by container "
                                  f"{users[0]['container'][:12]}: remove it first")
+            release_bridge(self.root, net.bridge)
+            remove_bridge(net.bridge)
             os.unlink(self._path(name))
             _rmdir(self._leases_dir(name))
         return net

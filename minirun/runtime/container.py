@@ -180,7 +180,9 @@ def sweep_dead_work(store):
 def sweep_orphans(store):
     """Tell the truth about containers whose supervisor was killed (SIGKILL
     gives no chance to write it down): record them exited, remove their
-    cgroups, and remove the `--rm` ones altogether."""
+    cgroups, and remove the `--rm` ones altogether; and what killed
+    processes left half-made in tmp/ (a create's bundle holds a lease)."""
+    sweep_dead_work(store)
     cgroup = None
     for cid, bundle, state in all_containers(store):
         if state["status"] == "damaged":

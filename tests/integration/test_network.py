@@ -148,13 +148,18 @@ def test_dns_add_host_and_resolv_conf(minirun):
     assert "nameserver 127." not in out
 
 
-def test_twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing(minirun):
-    procs = [minirun.popen("run", "--rm", "busybox", "sh", "-c",
-                           "ip -4 -o addr show eth0; sleep 1",
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing(minirun, tmp_path):
+    # Each waits until all twenty are up (a file each on a shared volume), so
+    # their leases overlap however slowly the machine starts them.
+    wait_for_all = ("ip -4 -o addr show eth0; touch /sync/$HOSTNAME; i=0; "
+                    "while [ $(ls /sync | wc -l) -lt 20 ] && [ $i -lt 600 ]; do sleep 0.1; "
+                    "i=$((i+1)); done")
+    procs = [minirun.popen("run", "--rm", "-v", f"{tmp_path}:/sync", "busybox", "sh", "-c",
+                           wait_for_all, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(20)]
-    outs = [p.communicate(timeout=60) for p in procs]
+    outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert len(os.listdir(tmp_path)) == 20
     addresses = [o[0].split("inet ")[1].split("/")[0] for o in outs]
     assert len(set(addresses)) == 20
     assert leases(minirun.root) == []

@@ -256,3 +256,19 @@ def test_run_rm_joining_a_stopped_containers_network_leaves_nothing(m):
 def test_i_t_with_a_pipe_is_refused_not_wedged(m):
     out = m("run", "--rm", "-i", "-t", "busybox", "cat", input="a" * 20000, timeout=20)
     assert out.returncode == 125 and "not a TTY" in out.stderr
+
+
+def test_logs_follow_waits_for_a_line_being_written(m):
+    cid = m("run", "-d", "--network", "none", "busybox", "sh", "-c", "echo start; sleep 2",
+            check=0).stdout.strip()
+    log = os.path.join(m.root, "containers", cid, "container.log")
+    follower = m.popen("logs", "-f", cid, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    with open(log, "a") as f:           # a writer caught mid-line...
+        f.write('{"log": "half ')
+        f.flush()
+        time.sleep(0.3)
+        f.write('and whole\\n", "stream": "stdout", "time": "x"}\n')   # ...and its end
+    out, err = follower.communicate(timeout=20)
+    assert out == "start\nhalf and whole\n" and err == ""
+    m("rm", cid, check=0)
