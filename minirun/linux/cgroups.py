@@ -84,20 +84,48 @@ class CgroupV2:
     def available(self):
         return set(_read(os.path.join(self.root, "cgroup.controllers")).split())
 
+    # Which controller each limit needs, and the flag that asks for it.
+    NEEDS = (("memory", "memory", "--memory"), ("memory_swap", "memory", "--memory-swap"),
+             ("cpu_quota", "cpu", "--cpus"), ("cpu_shares", "cpu", "--cpu-shares"),
+             ("cpuset_cpus", "cpuset", "--cpuset-cpus"), ("pids_limit", "pids", "--pids-limit"),
+             ("blkio_weight", "io", "--blkio-weight"))
+
     def create(self, name):
-        """mkdir the container's cgroup, enabling controllers on the way down."""
+        """mkdir the container's cgroup, enabling controllers on the way down,
+        each on its own: one this tree is not allowed to enable (not
+        delegated to it) leaves the others working."""
         wanted = [c for c in self.CONTROLLERS if c in self.available()]
         parent = os.path.join(self.root, PARENT)
         os.makedirs(parent, exist_ok=True)
         for level in (self.root, parent):
-            enabled = set(_read(os.path.join(level, "cgroup.subtree_control")).split())
-            missing = [c for c in wanted if c not in enabled]
-            if missing:
-                _write(os.path.join(level, "cgroup.subtree_control"), " ".join("+" + c for c in missing))
+            control = os.path.join(level, "cgroup.subtree_control")
+            missing = [c for c in wanted if c not in set(_read(control).split())]
+            try:
+                if missing:
+                    _write(control, " ".join("+" + c for c in missing))
+            except OSError:           # one was refused: the others, one by one
+                for c in missing:
+                    try:
+                        _write(control, "+" + c)
+                    except OSError:
+                        pass          # apply() names it if a flag needs it
         explain.step(f'mkdir("{self.path(name)}")', "cgroups(7)")
         os.makedirs(self.path(name), exist_ok=True)
 
+    def check_delegated(self, r):
+        """A limit whose controller the container's cgroup does not get
+        fails with one line naming the controller."""
+        enabled = {c.lstrip("+") for c in
+                   _read(os.path.join(self.root, PARENT, "cgroup.subtree_control")).split()}
+        for attr, controller, flag in self.NEEDS:
+            if getattr(r, attr) is not None and controller not in enabled:
+                offered = _read(os.path.join(self.root, "cgroup.controllers")) or "none"
+                raise OSError(f"{flag} needs the cgroup v2 {controller} controller, which "
+                              f"{self.root} does not delegate to minirun (cgroup.controllers: "
+                              f"{offered}): enable it there, or leave out {flag}")
+
     def apply(self, name, r):
+        self.check_delegated(r)
         p = self.path(name)
         if r.memory is not None:
             _write(f"{p}/memory.max", r.memory)

@@ -127,3 +127,15 @@ def test_resource_flags_are_checked():
                           (RunOptions(blkio_weight=5), "between 10 and 1000")]:
         with pytest.raises(UsageError, match=message):
             parse_resources(opts)
+
+
+def test_v2_a_flag_whose_controller_is_not_delegated_names_it(tmp_path):
+    root = str(tmp_path)
+    write(f"{root}/cgroup.controllers", "cpu pids")
+    write(f"{root}/cgroup.subtree_control", "")
+    cg = cgroups.CgroupV2(root)
+    cg.create("c1")
+    with pytest.raises(OSError, match="--memory needs the cgroup v2 memory controller"):
+        cg.apply("c1", Resources(memory=64 << 20, devices=None))
+    cg.apply("c1", Resources(pids_limit=5, devices=None))
+    assert read(f"{root}/minirun/c1/pids.max") == "5"
