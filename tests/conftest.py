@@ -135,5 +135,11 @@ class Minirun:
 
 
 @pytest.fixture
+def m(store_root):
+    """minirun on a store of the test's own."""
+    return Minirun(store_root)
+
+
+@pytest.fixture
 def minirun(shared_root):
     return Minirun(shared_root)

@@ -49,6 +49,16 @@ def disconnect(store_root, container_id, attachment):
     refresh_hosts(store_root, attachment.network)     # the peers forget it
 
 
+def release_orphan_leases(store_root, exists):
+    """Give back the addresses of containers that never came to be (their
+    creator was killed midway), and their bridge if nobody else uses it."""
+    nets = Networks(store_root)
+    for name, lease in nets.orphans(exists):
+        nets.release(lease["container"])
+        net = nets.get(name)
+        _remove_bridge_if_unused(nets, net.name, net.bridge)
+
+
 def host_lines(lease, peers=()):
     """/etc/hosts lines beyond localhost: --add-host entries, the container's
     own address and names, and its peers' names."""

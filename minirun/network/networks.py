@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from minirun.errors import MinirunError, UsageError
 from minirun.linux.fs import write_atomic
+from minirun.linux.process import process_start_time
 from minirun.runtime.spec import Port
 
 DEFAULT = "bridge"
@@ -82,15 +83,8 @@ class Networks:
         self.root = store_root
         self.dir = os.path.join(store_root, "networks")
 
-    @contextmanager
     def lock(self):
-        os.makedirs(self.dir, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return _flocked(self.dir)
 
     def _path(self, name):
         return os.path.join(self.dir, name + ".json")
@@ -222,9 +216,11 @@ class Networks:
             d = self._leases_dir(net.name)
             os.makedirs(d, exist_ok=True)
             taken = set(os.listdir(d)) | {net.gateway}
+            owner = os.getpid()      # until the container exists, its lease is this process's
             record = json.dumps({"container": container_id, "name": name, "hostname": hostname,
                                  "ports": [p.__dict__ for p in ports],
-                                 "extra_hosts": list(extra_hosts)})
+                                 "extra_hosts": list(extra_hosts), "owner_pid": owner,
+                                 "owner_start": process_start_time(owner)})
             for address in ipaddress.IPv4Network(net.subnet).hosts():
                 if str(address) in taken:
                     continue
@@ -234,6 +230,15 @@ class Networks:
                     f.write(record)
                 return str(address)
         raise MinirunError(f"network {net.name}: no free address left in {net.subnet}")
+
+    def orphans(self, exists):
+        """Leases of containers that do not exist (exists(id) is False) and
+        whose owner, the process that took them, is dead: a create or a RUN
+        step killed between leasing the address and recording the container.
+        [(network name, lease)]."""
+        return [(n, lease) for n in self.names() for lease in self.leases(n)
+                if not exists(lease["container"])
+                and process_start_time(lease.get("owner_pid") or 0) != lease.get("owner_start")]
 
     def release(self, container_id):
         """Give back every address the container holds."""
@@ -251,14 +256,19 @@ BRIDGE_USERS = "/run/minirun/bridges"
 
 
 @contextmanager
-def bridge_users_lock():
-    os.makedirs(BRIDGE_USERS, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(BRIDGE_USERS, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+def _flocked(directory):
+    """Hold `directory`/.lock exclusively — flock(2)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def bridge_users_lock():
+    return _flocked(BRIDGE_USERS)
 
 
 def _marker(store_root, bridge):
@@ -292,6 +302,8 @@ def release_bridge(store_root, bridge):
             if os.path.isdir(other):
                 return False
             os.unlink(os.path.join(d, entry))
+        if os.path.isdir(d):
+            os.rmdir(d)
         return True
 
 

@@ -183,6 +183,9 @@ def sweep_orphans(store):
     cgroups, and remove the `--rm` ones altogether; and what killed
     processes left half-made in tmp/ (a create's bundle holds a lease)."""
     sweep_dead_work(store)
+    if os.path.isdir(os.path.join(store.root, "networks")):
+        from minirun.network.connect import release_orphan_leases
+        release_orphan_leases(store.root, lambda cid: os.path.isdir(os.path.join(store.containers, cid)))
     cgroup = None
     for cid, bundle, state in all_containers(store):
         if state["status"] == "damaged":

@@ -13,11 +13,6 @@ from tests.conftest import Minirun, needs_root
 pytestmark = needs_root
 
 
-@pytest.fixture
-def m(store_root):
-    return Minirun(store_root)
-
-
 def write(ctx, files):
     for name, content in files.items():
         path = ctx / name

@@ -2,12 +2,10 @@
 over (seeded, so a failure can be replayed). Afterwards the next commands
 work, and the leak check finds nothing: no mount, cgroup, device, rule or
 process is left behind."""
-import io
 import os
 import random
 import signal
 import subprocess
-import tarfile
 import time
 
 import pytest

@@ -4,20 +4,14 @@ every failure is one line."""
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import MINIRUN, Minirun, needs_root
+from tests.conftest import Minirun, needs_root
 
 pytestmark = needs_root
-
-
-@pytest.fixture
-def m(store_root):
-    return Minirun(store_root)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import tempfile
 import termios
 import fcntl
 import struct
-import threading
 import time
 
 import pytest
@@ -25,11 +24,6 @@ import pytest
 from tests.conftest import MINIRUN, Minirun, needs_root
 
 pytestmark = needs_root
-@pytest.fixture
-def m(store_root):
-    return Minirun(store_root)
-
-
 @pytest.fixture
 def host_dir():
     """A directory on the host, outside every store, that no container may reach."""

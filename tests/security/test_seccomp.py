@@ -8,15 +8,10 @@ import os
 
 import pytest
 
-from tests.conftest import Minirun, needs_root
+from tests.conftest import needs_root
 
 pytestmark = needs_root
 EPERM = "errno 1"
-
-
-@pytest.fixture
-def m(store_root):
-    return Minirun(store_root)
 
 
 def probe(m, probes, *args, flags=()):

@@ -3,11 +3,10 @@ root with the host's user namespace (it works: root inside is root outside)
 and with remap (it fails: root inside is uid 100000 outside)."""
 import json
 import os
-import stat
 
 import pytest
 
-from tests.conftest import Minirun, needs_root
+from tests.conftest import needs_root
 
 pytestmark = needs_root
 
@@ -19,11 +18,6 @@ def remapped_root():
             if name == "minirun":
                 return int(start)
     pytest.fail("scripts/setup gives the user minirun a range in /etc/subuid")
-
-
-@pytest.fixture
-def m(store_root):
-    return Minirun(store_root)
 
 
 @pytest.fixture
