@@ -209,13 +209,15 @@ class Networks:
 
     def allocate(self, net, container_id, name, hostname, ports, extra_hosts=(), running=None):
         """Lease the lowest free address of `net` for the container, after
-        checking that none of its ports is published already."""
-        with self.lock():
-            claim_bridge(self.root, net.bridge)
+        checking that none of its ports is published already. The bridge may
+        be shared with other stores (minirun0): their leases count too, under
+        a lock every store takes."""
+        with self.lock(), bridge_users_lock():
+            mark_bridge_user(self.root, net.bridge)
             check_ports_free(ports, self.published(running or (lambda cid: True)))
             d = self._leases_dir(net.name)
             os.makedirs(d, exist_ok=True)
-            taken = set(os.listdir(d)) | {net.gateway}
+            taken = set(os.listdir(d)) | {net.gateway} | leased_by_other_stores(self.root, net.bridge)
             owner = os.getpid()      # until the container exists, its lease is this process's
             record = json.dumps({"container": container_id, "name": name, "hostname": hostname,
                                  "ports": [p.__dict__ for p in ports],
@@ -276,13 +278,36 @@ def _marker(store_root, bridge):
     return os.path.join(BRIDGE_USERS, bridge, key)
 
 
-def claim_bridge(store_root, bridge):
-    """This store uses `bridge`: say so where other stores look."""
-    with bridge_users_lock():
-        path = _marker(store_root, bridge)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(os.path.abspath(store_root))
+def mark_bridge_user(store_root, bridge):
+    """This store uses `bridge`: say so where other stores look. The caller
+    holds bridge_users_lock."""
+    path = _marker(store_root, bridge)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(os.path.abspath(store_root))
+
+
+def leased_by_other_stores(store_root, bridge):
+    """The addresses other stores have leased on `bridge`. The caller holds
+    bridge_users_lock."""
+    taken = set()
+    d = os.path.dirname(_marker(store_root, bridge))
+    for entry in os.listdir(d) if os.path.isdir(d) else []:
+        try:
+            with open(os.path.join(d, entry)) as f:
+                other = f.read()
+        except OSError:
+            continue
+        if other == os.path.abspath(store_root) or not os.path.isdir(other):
+            continue
+        nets = Networks(other)
+        for name in nets.names():
+            try:
+                if nets.get(name).bridge == bridge:
+                    taken |= set(os.listdir(nets._leases_dir(name)))
+            except (MinirunError, OSError):
+                continue
+    return taken
 
 
 def release_bridge(store_root, bridge):

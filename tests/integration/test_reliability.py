@@ -266,3 +266,17 @@ def test_logs_follow_waits_for_a_line_being_written(m):
     out, err = follower.communicate(timeout=20)
     assert out == "start\nhalf and whole\n" and err == ""
     m("rm", cid, check=0)
+
+
+def test_two_stores_on_the_default_bridge_never_share_an_address(m, tmp_path):
+    other = Minirun(str(tmp_path / "other"))
+    first = m("run", "-d", "busybox", "sleep", "30", check=0).stdout.strip()
+    second = other("run", "-d", "busybox", "sleep", "30", check=0).stdout.strip()
+    try:
+        a = json.loads(m("inspect", first, check=0).stdout)[0]["NetworkSettings"]["IPAddress"]
+        b = json.loads(other("inspect", second, check=0).stdout)[0]["NetworkSettings"]["IPAddress"]
+        assert a != b
+        assert other("exec", second, "ping", "-c1", "-W2", a).returncode == 0
+    finally:
+        m("rm", "-f", first, check=0)
+        other("rm", "-f", second, check=0)
