@@ -68,12 +68,14 @@ def leave_the_callers_world(sock, stdio, keep=()):
 
 def _start_container(spec, sock, stdio, cgroup, owned):
     # 0. If minirun dies, the kernel kills us, and with PID 1 the whole namespace.
+    explain.enter("0")
     leave_the_callers_world(sock, stdio, owned.values())
 
     # 1. Namespaces: join those given by path (--network container:ID) and
     # those made inside the user namespace (--userns=remap: it is joined
     # last, step 3b), then make the new ones (pid was arranged by the parent
     # before the fork). Until 3b we are the host's root, who may mount.
+    explain.enter("1")
     for ns, path in spec.namespace_paths.items():
         fd = os.open(path, os.O_RDONLY)
         setns(fd, NAMESPACE_FLAGS[ns])
@@ -93,6 +95,7 @@ def _start_container(spec, sock, stdio, cgroup, owned):
     # process between v1 cgroups waits for an RCU grace period (~10 ms), time
     # better spent mounting than waiting. Every path inside the container is
     # resolved by the kernel relative to the root's fd (fs.open_in_root).
+    explain.enter("2")
     program = read_seccomp_program(spec)          # from the store, which pivot_root hides
     fs.make_mounts_private()
     if "net" in spec.namespaces:
@@ -117,6 +120,7 @@ def _start_container(spec, sock, stdio, cgroup, owned):
     os.close(root)
 
     # 3. Switch root: from here on, only the container's files exist.
+    explain.enter("3")
     fs.pivot_into(spec.rootfs.mountpoint)
     if spec.rootfs.readonly:
         fs.remount_root_readonly()
@@ -148,6 +152,7 @@ def enter_user_namespace(userns_fd):
     """Step 3b, with --userns=remap: join the container's user namespace,
     last, once every mount is made: from here our capabilities count only
     inside it, and the uid we take next is a uid of the mapped range."""
+    explain.enter("3b")
     setns(userns_fd, NAMESPACE_FLAGS["user"])
 
 
@@ -155,12 +160,16 @@ def _join_container(spec, proc, pid, cgroup, sock, stdio):
     # The parent made us non-dumpable before the fork: until execve, no
     # process of the container can read our memory or open /proc/<us>/exe,
     # which is the host's python (the CVE-2019-5736 class).
+    explain.enter("0")
     leave_the_callers_world(sock, stdio)
     program = read_seccomp_program(spec)
     if cgroup is not None:
         cgroup.add(spec.id, 0)      # 0: the writing process itself
-    # The mount namespace last: joining it also moves our root and working
+    # 1. Join the namespaces of the container's PID 1 (the PID namespace was
+    # arranged by the parent). The mount namespace last but for the user
+    # namespace: joining it also moves our root and working
     # directory to the container's root, after which /proc/<pid> is gone.
+    explain.enter("1")
     joined = ("ipc", "uts", "net", "cgroup", "mnt") + (("user",) if spec.userns else ())
     fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in joined}
     for ns, fd in fds.items():
@@ -181,6 +190,7 @@ def read_seccomp_program(spec):
 def become_program(spec, proc, sock, stdio, terminal, program=None):
     """Steps 4 and 5, shared by a container's first process and by exec."""
     # 4. Who the program runs as, and with which powers.
+    explain.enter("4")
     keep = {caps.cap_number(c) for c in spec.capabilities}
     caps.drop_bounding_set(keep)
     user = proc.user
@@ -202,6 +212,7 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
     fs.check_cwd_inside_root()
 
     # 5. The program itself.
+    explain.enter("5")
     env = proc.env
     args = proc.args
     path = process.find_executable(args[0], env.get("PATH"))

@@ -71,6 +71,7 @@ def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end, s
     explain.step("fork()", "fork(2)")
     child = os.fork()
     if child == 0:
+        explain.be("child")
         parent_end.close()
         from minirun.runtime.child import join_main
         join_main(spec, proc, pid, cgroup, child_end, stdio)   # never returns

@@ -15,6 +15,7 @@ import sys
 import time
 
 from minirun.errors import ExecError, MinirunError
+from minirun.linux import explain
 from minirun.image.store import Store
 from minirun.runtime import container, lifecycle, state as statefile
 from minirun.runtime.start import launch, wait_exit_status
@@ -32,6 +33,7 @@ def _report(fd, text):
 
 
 def main(root, cid, report_fd):
+    explain.be("monitor")                  # the parent's steps, taken by the monitor
     os.set_inheritable(report_fd, False)   # else the container would hold it open
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

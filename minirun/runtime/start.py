@@ -76,6 +76,7 @@ def release_signals():
 def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
     """Steps 0–7: returns once the container's program runs. `stdio`: the
     container's fds 0-2 (see attached_stdio); the caller closes them after."""
+    explain.enter("0")
     if cgroup is not None:
         try:
             cgroup.create(spec.id)
@@ -86,6 +87,7 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
         except MinirunError:           # a kernel without what a limit needs (bpf(2)...)
             cgroup.destroy(spec.id)
             raise
+    explain.enter("1")
     parent_end, child_end = sync.channel()
     try:
         owned = make_owned_namespaces(spec)
@@ -100,6 +102,7 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
     child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
+        explain.enter("5")
         try:
             if cgroup is not None:
                 cgroup.add(spec.id, pid)
@@ -110,7 +113,9 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
         except Exception:
             sync.raise_reported_error(parent_end)  # the child, mounting meanwhile, failed first?
             raise
+        explain.enter("6")
         master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
+        explain.enter("7")
         sync.expect_exec(parent_end)
     except BaseException:
         kill_and_reap(pid)
@@ -124,6 +129,7 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
 
 def finish(spec, cgroup):
     """Step 9: whether the kernel's OOM killer struck, then the cgroup goes."""
+    explain.enter("9")
     if cgroup is None:
         return False
     oom = cgroup.oom_killed(spec.id)
@@ -150,14 +156,18 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None,
     """Steps 2–4. unshare(CLONE_NEWPID) moves only the caller's future
     children, so the forked child is PID 1 there while minirun stays a host
     process that can waitpid() it directly."""
+    explain.enter("2")
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if "pid" in spec.namespaces else None
     if own_pidns is not None:
         unshare(CLONE_NEWPID)
+    explain.enter("3")
     explain.step("fork()", "fork(2)")
     pid = os.fork()
     if pid == 0:
+        explain.be("child")
         parent_end.close()
         child_main(spec, child_end, stdio, cgroup, owned or {})  # never returns
+    explain.enter("4")
     if own_pidns is not None:
         setns(own_pidns, CLONE_NEWPID)
         os.close(own_pidns)
@@ -181,6 +191,7 @@ def supervise(running: Running, relay_stdin=False):
         except ProcessLookupError:
             pass
 
+    explain.enter("8")
     pid = running.pid
     for sig in FORWARDED:
         signal.signal(sig, forward)

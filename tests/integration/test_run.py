@@ -316,3 +316,23 @@ def test_explain_prints_the_kernel_steps_in_order(minirun):
         positions.append(calls.index(call, start))
     assert positions == sorted(positions)
     assert any("capset(" in line for line in proc.stderr.splitlines())
+
+
+def test_explain_labels_each_step_with_its_side_and_number(minirun):
+    """The trace and the code share one numbering: start.py's steps for the
+    parent, child.py's for the child."""
+    import re
+    proc = minirun("--explain", "run", "--rm", "busybox", "true", check=0)
+    labelled = {}
+    for line in proc.stderr.splitlines():
+        m = re.match(r"\[explain \+\s*[\d.]+ms (\w+)\s+(\S+)\] (\w+)", line)
+        if m:
+            labelled.setdefault(m.group(3), (m.group(1), m.group(2)))
+    assert labelled["fork"] == ("parent", "3")
+    assert labelled["unshare"] == ("parent", "2")            # CLONE_NEWPID, before the fork
+    assert labelled["close_range"] == ("child", "0")
+    assert labelled["pivot_root"] == ("child", "3")
+    assert labelled["capset"] == ("child", "4")
+    assert labelled["seccomp"] == ("child", "5") and labelled["execve"] == ("child", "5")
+    assert ("parent", "5") in {(side, step) for side, step in
+                               re.findall(r"ms (\w+)\s+(\S+)\] write\(\"[^\"]*cgroup.procs", proc.stderr)}
