@@ -61,6 +61,7 @@ class Builder:
     def __init__(self, store, opts: BuildOptions, out=sys.stdout):
         self.store = store
         self.opts = opts
+        self.new_images = []          # intermediate images first made by this build
         self.out = out
         self.path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
         if not os.path.isdir(opts.context):
@@ -106,10 +107,7 @@ class Builder:
             self.step(stage, ins)
         if stage is None:
             raise DockerfileError("no FROM instruction", self.path)
-        # The last step's time: a build served wholly from the cache gives the same id.
-        history = stage.config.get("history") or [{}]
-        config = dict(stage.config, created=history[-1].get("created") or now_iso(self.epoch))
-        image_id = self.store.add_image(config)
+        image_id = self._image_of(stage)
         self.say(f"Successfully built {image_id.split(':')[1][:12]}")
         for tag in self.opts.tags:
             self.store.tag(tag, image_id)
@@ -185,6 +183,7 @@ class Builder:
         args = self.scope.expand(ins)
         if ins.keyword == "arg":
             handler(self, stage, ins, args, line)     # scope only: nothing to cache
+            self.say(f" ---> {self._image_of(stage)[7:19]}")
             return
         content = ins.keyword in COPY_LIKE and self._copy_content(stage, ins, args, line)
         key = self._cache_key(stage, ins, args, content)
@@ -208,7 +207,20 @@ class Builder:
                                       self.path, line) from None
         if ins.keyword == "cmd":
             stage.cmd_set = True      # cached or not: a later ENTRYPOINT keeps this CMD
-        self.say(f" ---> {self._short(stage.config)}")
+        self.say(f" ---> {self._image_of(stage)[7:19]}")
+
+    def _image_of(self, stage):
+        """The stage as it stands, stored as an image: the classic builder's
+        intermediate images, whose ids `inspect` and `run` take (`image
+        prune` removes them once unnamed). Its time is the last step's, so
+        the last step's id is the built image's, and a build served wholly
+        from the cache gives the same id again."""
+        history = stage.config.get("history") or [{}]
+        config = dict(stage.config, created=history[-1].get("created") or now_iso(self.epoch))
+        image_id = "sha256:" + hashlib.sha256(canonical_json(config)).hexdigest()
+        if not os.path.exists(os.path.join(self.store.images, image_id[7:] + ".json")):
+            self.new_images.append(image_id)
+        return self.store.add_image(config)
 
     def _history(self, ins, args, stage, layers_before):
         entry = {"created": now_iso(self.epoch), "created_by": self._created_by(ins, args)}
@@ -295,5 +307,15 @@ COPY_LIKE = ("copy", "add")
 
 def build(store, opts):
     """Build and return the image id. A failure leaves no image, no layer
-    and no mount behind: layers are renamed into the store only when whole."""
-    return Builder(store, opts).build()
+    and no mount behind: layers are renamed into the store only when whole,
+    and the intermediate images this build made go with it."""
+    builder = Builder(store, opts)
+    try:
+        return builder.build()
+    except BaseException:
+        for image_id in builder.new_images:
+            try:
+                os.unlink(os.path.join(store.images, image_id.split(":", 1)[1] + ".json"))
+            except FileNotFoundError:
+                pass
+        raise

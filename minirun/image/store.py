@@ -253,7 +253,8 @@ class Store:
         hexpart = ref.split(":", 1)[1] if ref.startswith("sha256:") else ref
         if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
             try:
-                matches = [f[:-5] for f in os.listdir(self.images) if f.startswith(hexpart)]
+                matches = [f[:-5] for f in os.listdir(self.images)
+                           if f.startswith(hexpart) and f.endswith(".json")]
             except FileNotFoundError:
                 matches = []
             if len(matches) == 1:

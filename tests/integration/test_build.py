@@ -409,3 +409,16 @@ def test_a_symlink_in_a_tar_cannot_carry_writes_outside(m, tmp_path):
     done = m("import", str(evil), "evil")
     assert done.returncode == 125 and "symlink" in done.stderr
     assert os.listdir(target) == []
+
+
+def test_each_steps_id_is_an_image_a_learner_can_run(m, tmp_path):
+    ctx = write(tmp_path, {"Dockerfile": "FROM busybox\nARG V=1\nENV A=$V\nRUN echo $A > /a\n"})
+    out = build(m, ctx, "--no-cache", "-t", "steps", check=0).stdout.splitlines()
+    ids = [line.split()[1] for line in out if line.startswith(" ---> ") and "Running in" not in line]
+    assert len(ids) == 4                                   # FROM, ARG, ENV, RUN: a line each
+    assert out[-2] == f"Successfully built {ids[-1]}"      # the last step's id is the image's
+    assert run_out(m, ids[2], "sh", "-c", "echo $A; ls /a 2>/dev/null || echo no-a") == "1\nno-a\n"
+    assert run_out(m, ids[3], "cat", "/a") == "1\n"
+    m("rmi", "steps", check=0)
+    m("image", "prune", check=0)                           # intermediates are unnamed: they go
+    assert m("inspect", ids[2]).returncode != 0
