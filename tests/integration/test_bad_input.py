@@ -57,10 +57,12 @@ def argv_for(path, command, draw):
 
 
 def snapshot(root):
-    """Every file of the store with its size and mtime (caches left out)."""
+    """Every file of the store with its size and mtime; left out are what
+    any command remakes on use: compiled seccomp programs and the short
+    layer links of l/."""
     found = {}
     for dirpath, dirnames, files in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in ("seccomp",)]
+        dirnames[:] = [d for d in dirnames if not (dirpath == root and d in ("seccomp", "l"))]
         for name in files + dirnames:
             path = os.path.join(dirpath, name)
             try:
