@@ -287,19 +287,31 @@ def mark_bridge_user(store_root, bridge):
         f.write(os.path.abspath(store_root))
 
 
+def _other_stores(store_root, bridge):
+    """(marker, store root) of every other store marked as using `bridge`;
+    a marker whose store is gone is removed on the way. The caller holds
+    bridge_users_lock."""
+    d = os.path.dirname(_marker(store_root, bridge))
+    for entry in os.listdir(d) if os.path.isdir(d) else []:
+        marker = os.path.join(d, entry)
+        try:
+            with open(marker) as f:
+                other = f.read()
+        except OSError:
+            continue
+        if other == os.path.abspath(store_root):
+            continue
+        if not os.path.isdir(other):
+            os.unlink(marker)
+            continue
+        yield marker, other
+
+
 def leased_by_other_stores(store_root, bridge):
     """The addresses other stores have leased on `bridge`. The caller holds
     bridge_users_lock."""
     taken = set()
-    d = os.path.dirname(_marker(store_root, bridge))
-    for entry in os.listdir(d) if os.path.isdir(d) else []:
-        try:
-            with open(os.path.join(d, entry)) as f:
-                other = f.read()
-        except OSError:
-            continue
-        if other == os.path.abspath(store_root) or not os.path.isdir(other):
-            continue
+    for _, other in _other_stores(store_root, bridge):
         nets = Networks(other)
         for name in nets.names():
             try:
@@ -317,17 +329,10 @@ def release_bridge(store_root, bridge):
         mine = _marker(store_root, bridge)
         if os.path.exists(mine):
             os.unlink(mine)
+        if any(_other_stores(store_root, bridge)):
+            return False
         d = os.path.dirname(mine)
-        for entry in os.listdir(d) if os.path.isdir(d) else []:
-            try:
-                with open(os.path.join(d, entry)) as f:
-                    other = f.read()
-            except OSError:
-                continue
-            if os.path.isdir(other):
-                return False
-            os.unlink(os.path.join(d, entry))
-        if os.path.isdir(d):
+        if os.path.isdir(d) and not os.listdir(d):
             os.rmdir(d)
         return True
 
