@@ -23,7 +23,7 @@ from minirun.image import layers as layerfs, steps
 from minirun.image.context import Context
 from minirun.image.dockerfile import instruction_flags, parse_file, parse_instruction
 from minirun.image.expand import BuildScope
-from minirun.image.store import canonical_json
+from minirun.image.store import canonical_json, check_config
 from minirun.linux.fs import write_atomic
 
 
@@ -217,10 +217,7 @@ class Builder:
         from the cache gives the same id again."""
         history = stage.config.get("history") or [{}]
         config = dict(stage.config, created=history[-1].get("created") or now_iso(self.epoch))
-        image_id = "sha256:" + hashlib.sha256(canonical_json(config)).hexdigest()
-        if not os.path.exists(os.path.join(self.store.images, image_id[7:] + ".json")):
-            self.new_images.append(image_id)
-        return self.store.add_image(config)
+        return self.store.add_image(config, made=self.new_images)
 
     def _history(self, ins, args, stage, layers_before):
         entry = {"created": now_iso(self.epoch), "created_by": self._created_by(ins, args)}
@@ -250,9 +247,10 @@ class Builder:
         try:
             with open(os.path.join(self._cache_dir(), key + ".json")) as f:
                 config = json.load(f)
+            check_config(config)
             if all(os.path.isdir(self.store.layer_dir(d)) for d in config["rootfs"]["diff_ids"]):
                 return config
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
+        except (FileNotFoundError, ValueError):
             pass                      # a damaged entry is a miss; repair removes it
         return None
 

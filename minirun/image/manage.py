@@ -7,7 +7,7 @@ import time
 
 from minirun.errors import ImageNotFound, UsageError
 from minirun.image.listing import human_size, tree_size
-from minirun.image.store import normalize_name
+from minirun.image.store import check_config, normalize_name
 
 
 def _images(store):
@@ -209,8 +209,9 @@ def _repair_settings_and_networks(store):
 def _valid_json(path):
     try:
         with open(path) as f:
-            return isinstance(json.load(f).get("rootfs", {}).get("diff_ids"), list)
-    except (OSError, ValueError, AttributeError):
+            check_config(json.load(f))
+        return True
+    except (OSError, ValueError):
         return False
 
 

@@ -150,7 +150,7 @@ def workdir(b, stage, ins, args, line):
     cfg = _config(stage)
     path = posixpath.normpath(posixpath.join(cfg.get("WorkingDir") or "/", args[0]))
     cfg["WorkingDir"] = path
-    if lookup(b.layer_dirs(stage.config), path) is None:   # Docker creates it
+    if layerview.lookup(b.layer_dirs(stage.config), path) is None:   # Docker creates it
         tree = b.store.mkdtemp("workdir-")
         try:
             make_parents(tree, path, b.layer_dirs(stage.config), include_last=True)
@@ -276,7 +276,7 @@ def drop_mount_points(upper, lowers):
     /etc/hosts...) where the image had nothing."""
     for rel in MOUNT_TARGETS:
         path = os.path.join(upper, rel)
-        if not os.path.lexists(path) or lookup(lowers, "/" + rel) is not None:
+        if not os.path.lexists(path) or layerview.lookup(lowers, "/" + rel) is not None:
             continue
         try:
             st = os.lstat(path)
@@ -286,9 +286,6 @@ def drop_mount_points(upper, lowers):
                 os.unlink(path)
         except OSError:
             pass
-
-
-lookup = layerview.lookup
 
 
 def make_parents(tree, path, lowers, include_last=False):
@@ -306,7 +303,7 @@ def make_parents(tree, path, lowers, include_last=False):
         if os.path.isdir(target):
             continue
         os.mkdir(target, 0o755)
-        below = lookup(lowers, current)
+        below = layerview.lookup(lowers, current)
         if below is not None and stat.S_ISDIR(below.st_mode):
             os.chown(target, below.st_uid, below.st_gid)
             os.chmod(target, stat.S_IMODE(below.st_mode))
@@ -349,7 +346,7 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
         mode = int(flags["chmod"], 8)
     heredocs = {h.name: h for h in ins.heredocs}
     is_glob = any(set(s) & set("*?[") for s in sources)
-    below = lookup(lowers, dest_abs)
+    below = layerview.lookup(lowers, dest_abs)
     dest_is_dir = dest.endswith("/") or len(sources) > 1 or is_glob or (
         below is not None and stat.S_ISDIR(below.st_mode))
     tree = b.store.mkdtemp("copy-")

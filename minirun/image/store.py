@@ -43,6 +43,14 @@ def normalize_name(name):
     return name if (":" in last or "@" in last) else name + ":latest"
 
 
+def check_config(config):
+    """ValueError unless `config` is an image config minirun can use: a
+    rootfs with a list of diff_ids (image files, cache entries alike)."""
+    if not isinstance(config, dict) or not isinstance(config.get("rootfs"), dict) \
+            or not isinstance(config["rootfs"].get("diff_ids"), list):
+        raise ValueError("no rootfs.diff_ids")
+
+
 def canonical_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
@@ -102,7 +110,6 @@ class Store:
                 yield
             finally:
                 self._lock_depth = 0
-        self._warned = False
 
     def mkdtemp(self, prefix):
         """tmp/<prefix><pid>-<random>: the pid tells dead_work whose it is."""
@@ -193,6 +200,8 @@ class Store:
         hexpart = diff_id.split(":", 1)[1]
         link = os.path.join(self.links, hexpart[:12])
         if not os.path.isdir(link):          # missing, or broken: (re)made
+            if not os.path.isdir(self.layer_dir(diff_id)):
+                raise ImageNotFound(f"its layer {hexpart[:12]} is missing from the store")
             os.makedirs(self.links, exist_ok=True)
             tmp = f"{link}.tmp-{os.getpid()}"
             os.symlink(os.path.join("..", "layers", hexpart, "diff"), tmp)
@@ -235,7 +244,9 @@ class Store:
             shutil.rmtree(staging)
         return diff_id
 
-    def add_image(self, config):
+    def add_image(self, config, made=None):
+        """Store `config`; its id. The id is appended to the list `made`
+        when this call is the one that wrote it."""
         import hashlib
         data = canonical_json(config)
         image_id = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -243,6 +254,8 @@ class Store:
         if not os.path.exists(path):
             self.ensure_dirs()
             write_atomic(path, data)
+            if made is not None:
+                made.append(image_id)
         return image_id
 
     def resolve_id(self, ref):
@@ -266,13 +279,12 @@ class Store:
         image_id = self.resolve_id(ref)
         config = self.config(image_id)
         diff_ids = config["rootfs"]["diff_ids"]
-        for d in diff_ids:
-            if not os.path.isdir(self.layer_dir(d)):
-                raise ImageNotFound(f"image {image_id[7:19]} is damaged: its layer {d[7:19]} is "
-                                    f"missing from the store; load or build it again, or "
-                                    f"`minirun rmi -f {image_id[7:19]}`")
-        return Image(image_id, config, [self.layer_dir(d) for d in diff_ids],
-                     [self.layer_link(d) for d in diff_ids])
+        try:
+            links = [self.layer_link(d) for d in diff_ids]     # one stat a layer, when all is well
+        except ImageNotFound as e:
+            raise ImageNotFound(f"image {image_id[7:19]} is damaged: {e}; load or build it again, "
+                                f"or `minirun rmi -f {image_id[7:19]}`") from None
+        return Image(image_id, config, [self.layer_dir(d) for d in diff_ids], links)
 
     def config(self, image_id):
         """An image's config, checked to be one: a damaged file is one line."""
@@ -280,9 +292,8 @@ class Store:
         try:
             with open(path) as f:
                 config = json.load(f)
-            if not isinstance(config.get("rootfs", {}).get("diff_ids"), list):
-                raise ValueError("no rootfs.diff_ids")
+            check_config(config)
             return config
-        except (ValueError, AttributeError) as e:
+        except ValueError as e:
             raise ImageNotFound(f"image {image_id[7:19]} is damaged: {path}: {e}; remove it "
                                 f"with `minirun rmi -f {image_id[7:19]}`") from None

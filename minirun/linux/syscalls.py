@@ -158,15 +158,9 @@ def bpf(cmd, attr, call):
     what the kernel returns (a file descriptor for BPF_PROG_LOAD)."""
     explain.step(call, "bpf(2)")
     buf = ctypes.create_string_buffer(bytes(attr), len(attr))
-    result = _libc.syscall(ctypes.c_long(_SYS_BPF[os.uname().machine]), ctypes.c_int(cmd),
-                           buf, ctypes.c_uint(len(attr)))
-    if result < 0:
-        err = ctypes.get_errno()
-        if err == errno.ENOSYS:
-            raise KernelError(f"{call}: this kernel has no bpf(2); minirun needs it to limit "
-                              f"devices on cgroup v2")
-        raise KernelError(f"{call}: {errno.errorcode.get(err, err)} ({os.strerror(err)})")
-    return result
+    return _syscall_fd(_SYS_BPF[os.uname().machine], call, ctypes.c_int(cmd), buf,
+                       ctypes.c_uint(len(attr)),
+                       missing="minirun needs it to limit devices on cgroup v2")
 
 
 # seccomp(2): install a BPF program the kernel runs at every system call.
@@ -184,9 +178,9 @@ def seccomp_set_filter(program, call):
     explain.step(call, "seccomp(2)")
     code = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.addressof(code))
-    result = _libc.syscall(ctypes.c_long(_SYS_SECCOMP[os.uname().machine]),
-                           ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0), ctypes.byref(prog))
-    _check(0 if result == 0 else -1, call)
+    _check(_libc.syscall(ctypes.c_long(_SYS_SECCOMP[os.uname().machine]),
+                         ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0),
+                         ctypes.byref(prog)), call)
 
 
 # The new mount API (Linux 5.2; mount_setattr 5.12): detached mounts held by
@@ -204,10 +198,14 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-def _syscall_fd(nr, call, *args):
+def _syscall_fd(nr, call, *args, missing=None):
+    """A raw syscall returning a number (a fd): a KernelError naming `call`
+    when it fails; ENOSYS says what minirun needed it for (`missing`)."""
     result = _libc.syscall(ctypes.c_long(nr), *args)
     if result < 0:
         err = ctypes.get_errno()
+        if err == errno.ENOSYS and missing:
+            raise KernelError(f"{call}: this kernel does not have it; {missing}")
         raise KernelError(f"{call}: {errno.errorcode.get(err, err)} ({os.strerror(err)})")
     return result
 

@@ -129,14 +129,13 @@ def remove_bundle(bundle, spec=None):
             spec = load_spec(bundle)
         except (OSError, MinirunError):
             spec = None
+    store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>, <root>/tmp/<run>
     if spec is not None and spec.attachment is not None:
         from minirun.network.connect import disconnect
-        store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>, <root>/tmp/<run>
         disconnect(store_root, spec.id, spec.attachment)
     # Out of containers/ in one rename, then deleted at leisure: a SIGKILL
     # during the rmtree leaves work in tmp/, never half a container.
-    trash = os.path.join(os.path.dirname(os.path.dirname(bundle)), "tmp",
-                         f"remove-{os.getpid()}-{os.path.basename(bundle)[:12]}")
+    trash = os.path.join(store_root, "tmp", f"remove-{os.getpid()}-{os.path.basename(bundle)[:12]}")
     try:
         os.makedirs(os.path.dirname(trash), exist_ok=True)
         os.rename(bundle, trash)

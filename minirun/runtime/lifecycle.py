@@ -140,9 +140,9 @@ def prepare_start(store_root, spec):
         from minirun.network.networks import Networks, check_ports_free
         nets = Networks(store_root)
         with nets.lock():
-            taken = nets.published(lambda c: running(store_root, c), but=spec.id)
-            for port in spec.attachment.ports:
-                check_ports_free([port], taken, probe=False)
+            check_ports_free(spec.attachment.ports,
+                             nets.published(lambda c: running(store_root, c), but=spec.id),
+                             probe=False)
     if spec.network.startswith("container:"):
         other = spec.network.partition(":")[2]
         bundle = os.path.join(store_root, "containers", other)

@@ -90,7 +90,6 @@ class LogFile:
                 self.close()
 
     def flush(self):
-        self.write("")
         if self.f is not None:
             try:
                 self.f.flush()

@@ -124,6 +124,11 @@ def init_mount():
     raise UsageError("--init needs tini: install Debian's tini package (apt-get install tini)")
 
 
+def _device_kind(st):
+    """'c' for a character device, 'b' for a block device, else None."""
+    return "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+
+
 def parse_device(text):
     """--device HOST[:CONTAINER[:PERMISSIONS]] → (the node to make inside,
     the rule that lets the container open it)."""
@@ -144,7 +149,7 @@ def parse_device(text):
         st = os.stat(host)
     except OSError as e:
         raise UsageError(f"--device {text}: {host}: {e.strerror}") from None
-    kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+    kind = _device_kind(st)
     if kind is None:
         raise UsageError(f"--device {text}: {host} is not a device")
     major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -168,7 +173,7 @@ def host_devices():
                 st = os.lstat(path)
             except OSError:
                 continue
-            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+            kind = _device_kind(st)
             if kind and not (dirpath == "/dev" and name in OWN_DEV_NODES):
                 found.append(Device(path, kind, os.major(st.st_rdev), os.minor(st.st_rdev),
                                     stat.S_IMODE(st.st_mode)))
