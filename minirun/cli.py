@@ -86,6 +86,10 @@ RUN_OPTIONS = [
     click.option("--cpuset-cpus", help="CPUs allowed, e.g. 0-1 or 0,2."),
     click.option("--pids-limit", type=int, help="Most processes at once (-1: unlimited)."),
     click.option("--blkio-weight", type=int, help="Relative block I/O weight (10-1000)."),
+    click.option("--skip", multiple=True, metavar="STEP",
+                 help="Teaching only: leave a step of the start sequence out (implies --rm): "
+                      "pid-namespace, mount-namespace, pivot-root, proc, cgroup-namespace, "
+                      "capabilities."),
     click.argument("image"),
     click.argument("command", nargs=-1, type=click.UNPROCESSED),
 ]
@@ -111,7 +115,16 @@ def make_options(command, flags):
         publish=list(flags["publish"]), dns=list(flags["dns"]), add_hosts=list(flags["add_host"]),
         rm=flags["rm"], memory=flags["memory"], memory_swap=flags["memory_swap"], cpus=flags["cpus"],
         cpu_shares=flags["cpu_shares"], cpuset_cpus=flags["cpuset_cpus"],
-        pids_limit=flags["pids_limit"], blkio_weight=flags["blkio_weight"])
+        pids_limit=flags["pids_limit"], blkio_weight=flags["blkio_weight"], skip=list(flags["skip"]))
+
+
+def warn_if_skipping(flags):
+    """--skip always says, before anything runs, that isolation is off."""
+    from minirun.runtime.spec import SKIPPABLE
+    for step in flags["skip"]:
+        if step in SKIPPABLE:           # an unknown one is refused by build_spec
+            click.echo(f"minirun: WARNING: --skip {step}: this container is not isolated: "
+                       f"{SKIPPABLE[step]}", err=True)
 
 
 POSITIONAL = dict(CONTEXT, allow_interspersed_args=False)
@@ -127,6 +140,7 @@ def run(image, command, detach, **flags):
     s = store()
     if not detach:
         lifecycle.check_input_is_a_terminal(flags["tty"], flags["interactive"])
+    warn_if_skipping(flags)
     cid = lifecycle.create(s, image, make_options(command, flags))
     if detach:
         lifecycle.start_detached(s, cid)
@@ -141,6 +155,7 @@ def create(image, command, **flags):
     """Create a container from IMAGE without starting it; print its id."""
     require_root()
     from minirun.runtime import lifecycle
+    warn_if_skipping(flags)
     click.echo(lifecycle.create(store(), image, make_options(command, flags)))
 
 

@@ -86,13 +86,16 @@ def no_leaks():
 @pytest.fixture(scope="session")
 def probes():
     """The C programs of tests/security/probes (attacks, run from inside
-    containers), compiled static so they run in any image."""
+    containers) and the tour's chroot escape (examples/escape), compiled
+    static so they run in any image."""
     source_dir = os.path.join(ROOT, "tests", "security", "probes")
+    sources = [os.path.join(source_dir, s) for s in os.listdir(source_dir)]
+    sources.append(os.path.join(ROOT, "examples", "escape", "escape.c"))
     out = tempfile.mkdtemp(prefix="minirun-probes-")
     os.chmod(out, 0o755)
-    for source in os.listdir(source_dir):
-        subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out, source.removesuffix(".c")),
-                        os.path.join(source_dir, source)], check=True)
+    for source in sources:
+        name = os.path.basename(source).removesuffix(".c")
+        subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out, name), source], check=True)
     yield out
     shutil.rmtree(out)
 

@@ -4,13 +4,17 @@ See capabilities(7): root's power is split into ~40 capabilities. A container
 keeps a few (Docker's default set) and loses the rest from all its sets,
 including the bounding set, so not even a setuid binary can win them back.
 """
+import functools
+
 import prctl
 
 from minirun.linux import explain
 
 
+@functools.cache
 def last_cap():
-    """The highest capability number this kernel knows."""
+    """The highest capability number this kernel knows, read once (the
+    container's own /proc may not be there to ask later)."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
 

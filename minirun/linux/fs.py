@@ -12,7 +12,8 @@ from minirun.errors import MinirunError
 from minirun.linux import explain
 from minirun.linux.syscalls import (
     MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
-    MS_REC, MS_REMOUNT, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, mount, openat2, pivot_root, umount)
+    MS_REC, MS_REMOUNT, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, chroot, mount, openat2, pivot_root,
+    umount)
 
 
 def write_atomic(path, data):
@@ -103,6 +104,23 @@ def pivot_into(new_root):
     pivot_root(".", ".")
     umount(".", MNT_DETACH)
     os.chdir("/")
+
+
+def chroot_into(new_root):
+    """`--skip pivot-root`, for teaching only: what pivot_into() replaces.
+    chroot(2) moves this process's `/` but leaves every host mount in its
+    mount namespace, so a process with CAP_SYS_CHROOT can climb back out
+    (chroot into a subdirectory, then chdir("..") past the old root)."""
+    os.chdir(new_root)
+    chroot(".")
+    os.chdir("/")
+
+
+def detach(target):
+    """Lazily unmount `target` and every mount below it, if it is a mount
+    point — umount2(2) with MNT_DETACH."""
+    if os.path.ismount(target):
+        umount(target, MNT_DETACH)
 
 
 def mask_path(path):

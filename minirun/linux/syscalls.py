@@ -113,6 +113,14 @@ def pivot_root(new_root, put_old):
     _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), call)
 
 
+def chroot(path):
+    """Change only the caller's idea of `/`; the mounts above it stay in its
+    namespace, reachable by a process that can chroot again — chroot(2)."""
+    call = f'chroot("{path}")'
+    explain.step(call, "chroot(2)")
+    os.chroot(path)
+
+
 # openat2(2), Linux 5.6: open a path under rules for how it may be resolved.
 RESOLVE_NO_XDEV = 0x01        # never cross a mount point
 RESOLVE_NO_MAGICLINKS = 0x02  # never follow /proc/PID/fd/N-style links

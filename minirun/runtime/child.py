@@ -97,7 +97,9 @@ def _start_container(spec, sock, stdio, cgroup, owned):
     # resolved by the kernel relative to the root's fd (fs.open_in_root).
     explain.enter("2")
     program = read_seccomp_program(spec)          # from the store, which pivot_root hides
-    fs.make_mounts_private()
+    caps.last_cap()                               # from the host's /proc, for step 4
+    if "mount" in spec.namespaces:
+        fs.make_mounts_private()
     if "net" in spec.namespaces:
         net.bring_up_loopback()
     layers = spec.rootfs.layers
@@ -121,7 +123,10 @@ def _start_container(spec, sock, stdio, cgroup, owned):
 
     # 3. Switch root: from here on, only the container's files exist.
     explain.enter("3")
-    fs.pivot_into(spec.rootfs.mountpoint)
+    if "pivot-root" in spec.skip:
+        fs.chroot_into(spec.rootfs.mountpoint)     # teaching only: escapable
+    else:
+        fs.pivot_into(spec.rootfs.mountpoint)
     if spec.rootfs.readonly:
         fs.remount_root_readonly()
     if not spec.privileged:
@@ -163,6 +168,7 @@ def _join_container(spec, proc, pid, cgroup, sock, stdio):
     explain.enter("0")
     leave_the_callers_world(sock, stdio)
     program = read_seccomp_program(spec)
+    caps.last_cap()                 # from the host's /proc, for step 4
     if cgroup is not None:
         cgroup.add(spec.id, 0)      # 0: the writing process itself
     # 1. Join the namespaces of the container's PID 1 (the PID namespace was
@@ -192,7 +198,8 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
     # 4. Who the program runs as, and with which powers.
     explain.enter("4")
     keep = {caps.cap_number(c) for c in spec.capabilities}
-    caps.drop_bounding_set(keep)
+    if "capabilities" not in spec.skip:
+        caps.drop_bounding_set(keep)
     user = proc.user
     try:
         process.set_identity(user.uid, user.gid, [user.gid] + user.additional_gids)
@@ -200,7 +207,7 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
         mapped = "" if spec.userns is None else " (is it mapped in the container's user namespace?)"
         raise MinirunError(f"cannot become uid {user.uid} gid {user.gid}: {e.strerror}{mapped}") \
             from None
-    if user.uid == 0:
+    if user.uid == 0 and "capabilities" not in spec.skip:
         caps.limit_capabilities(keep)
     if spec.no_new_privileges:
         caps.set_no_new_privs()
@@ -257,6 +264,8 @@ def mount_pseudo_filesystems(root, spec):
                         ("sys", lambda t: fs.mount_sysfs(t, readonly=not spec.privileged)),
                         ("dev", lambda t: fs.mount_tmpfs(t, "mode=755,size=65536k" + owner,
                                                          fs.MS_NOSUID))):
+        if name in spec.skip:            # --skip proc: teaching only
+            continue
         fd = fs.open_in_root(root, name, make="dir")
         try:
             mount(fs.fd_path(fd))

@@ -130,6 +130,8 @@ def remove_bundle(bundle, spec=None):
         except (OSError, MinirunError):
             spec = None
     store_root = os.path.dirname(os.path.dirname(bundle))   # <root>/containers/<id>, <root>/tmp/<run>
+    if spec is not None and "mount" not in spec.namespaces:
+        detach_host_mounts(spec)
     if spec is not None and spec.attachment is not None:
         from minirun.network.connect import disconnect
         disconnect(store_root, spec.id, spec.attachment)
@@ -144,6 +146,15 @@ def remove_bundle(bundle, spec=None):
     except OSError:
         trash = bundle           # not a store's bundle (a build's RUN, say)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def detach_host_mounts(spec):
+    """--skip mount-namespace: the container mounted its root, /proc, /dev
+    and volumes in the host's own mount table, where they outlive it. They
+    go before the bundle is deleted: an rmtree through a mounted volume
+    would delete the host's files."""
+    from minirun.linux import fs
+    fs.detach(spec.rootfs.mountpoint)
 
 
 def all_containers(store):

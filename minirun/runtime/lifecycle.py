@@ -85,7 +85,7 @@ def create(store, image_ref, opts):
         try:
             container.create_bundle(store, spec, {
                 "name": spec.name, "image": image_ref, "image_id": image.id,
-                "command": spec.process.args, "auto_remove": opts.rm})
+                "command": spec.process.args, "auto_remove": opts.rm or bool(spec.skip)})
         except BaseException:
             container.remove_bundle(spec.bundle, spec)
             raise

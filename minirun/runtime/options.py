@@ -13,7 +13,7 @@ from minirun.image.store import Image
 from minirun.linux import caps
 from minirun.runtime.spec import (
     DEFAULT_CAPABILITIES, DEFAULT_DEVICE_RULES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS,
-    ContainerSpec, Device, DeviceRule, Mount, Process, Resources, Rootfs)
+    SKIPPABLE, ContainerSpec, Device, DeviceRule, Mount, Process, Resources, Rootfs)
 from minirun.runtime.container import etc_file_paths
 from minirun.runtime.users import resolve_user
 
@@ -55,6 +55,7 @@ class RunOptions:
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
+    skip: list[str] = field(default_factory=list)   # teaching: SKIPPABLE steps to leave out
 
 
 def parse_env(entries, env_files):
@@ -189,10 +190,27 @@ def resolve_devices(opts):
     return [d for d, _ in pairs], list(DEFAULT_DEVICE_RULES) + [r for _, r in pairs]
 
 
+def resolve_skips(opts):
+    """--skip STEP...: the steps left out, checked against SKIPPABLE. Without
+    a mount namespace there can be no pivot_root: it would move the host's
+    own root, so mount-namespace takes pivot-root with it."""
+    skip = list(opts.skip)
+    for name in skip:
+        if name not in SKIPPABLE:
+            raise UsageError(f"--skip {name}: not a step that can be skipped "
+                             f"(one of: {', '.join(SKIPPABLE)})")
+    if "mount-namespace" in skip:
+        skip.append("pivot-root")
+    if skip and opts.userns == "remap":
+        raise UsageError("--skip needs --userns=host: it shows what root in a container "
+                         "can do when a step is left out")
+    return tuple(n for n in SKIPPABLE if n in skip)
+
+
 def resolve_capabilities(opts):
     """Docker's default set, plus --cap-add, minus --cap-drop ('ALL' works in both)."""
     host = caps.bounding_set()
-    if opts.privileged:
+    if opts.privileged or "capabilities" in opts.skip:
         return tuple(caps.cap_name(n) for n in sorted(host))
 
     def names(values, flag):
@@ -344,7 +362,7 @@ def user_namespace(opts, image, store_root):
     """--userns: (the mapping or None, the layer dirs the overlay stacks).
     Without idmapped mounts, the layers are chowned copies in the range."""
     from minirun.runtime import userns
-    mapping = userns.resolve(store_root, opts.userns)
+    mapping = userns.resolve(store_root, "host" if opts.skip else opts.userns)
     if mapping is None:
         return None, image.lower_links
     if opts.privileged:
@@ -377,6 +395,8 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
     if opts.name is not None and not NAME_RE.match(opts.name):
         raise UsageError(f"invalid container name {opts.name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     namespaces, hostname = network_namespaces(opts)
+    skip = resolve_skips(opts)
+    namespaces = tuple(ns for ns in namespaces if f"{ns}-namespace" not in skip)
     hostname = opts.hostname or hostname or container_id[:12]
     user = resolve_user(opts.user or config.get("User") or "", image.layer_dirs)
 
@@ -433,6 +453,7 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
         stop_signal=config.get("StopSignal") or "SIGTERM",
         masked_paths=() if opts.privileged else MASKED_PATHS,
         readonly_paths=() if opts.privileged else READONLY_PATHS,
+        skip=skip,
     )
     check_no_nul_bytes(spec)
     return spec

@@ -29,6 +29,18 @@ READONLY_PATHS = (
 # Every namespace a container gets; `user` is left to the caller's choice.
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 
+# `run --skip STEP`, for teaching: steps of the start sequence a learner may
+# leave out to see what each one stops. Each is one branch in start.py or
+# child.py (the namespaces' branches test spec.namespaces).
+SKIPPABLE = {
+    "pid-namespace": "the container sees (and can signal) every process of the host",
+    "mount-namespace": "its mounts land in the host's mount table, and it sees the host's",
+    "pivot-root": "chroot(2) instead: the host's / stays mounted above the container's",
+    "proc": "no /proc: ps, top and /proc/self are gone",
+    "cgroup-namespace": "it sees the host's whole cgroup tree, and its own path in it",
+    "capabilities": "its root keeps every capability of the host's root",
+}
+
 
 @dataclass
 class Rootfs:
@@ -192,6 +204,7 @@ class ContainerSpec:
     seccomp: SeccompFilter | None = None       # None: unconfined
     userns: UserNamespace | None = None        # None: the host's (--userns=host)
     stop_signal: str = "SIGTERM"
+    skip: tuple[str, ...] = ()                 # SKIPPABLE steps left out (run --skip)
 
 
 def spec_to_dict(spec):
@@ -208,6 +221,7 @@ def spec_from_dict(d):
     d["process"] = Process(**process)
     d["mounts"] = [Mount(**m) for m in d["mounts"]]
     d["devices"] = [Device(**x) for x in d.get("devices", [])]
+    d.setdefault("skip", ())
     resources = dict(d["resources"])
     if resources.get("devices") is not None:
         resources["devices"] = [DeviceRule(**r) for r in resources["devices"]]
@@ -220,6 +234,6 @@ def spec_from_dict(d):
         a = dict(d["attachment"])
         a["ports"] = [Port(**p) for p in a["ports"]]
         d["attachment"] = NetworkAttachment(**a)
-    for key in ("namespaces", "capabilities", "masked_paths", "readonly_paths"):
+    for key in ("namespaces", "capabilities", "masked_paths", "readonly_paths", "skip"):
         d[key] = tuple(d[key])
     return ContainerSpec(**d)

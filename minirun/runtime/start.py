@@ -199,7 +199,7 @@ def supervise(running: Running, relay_stdin=False):
     if running.master is not None:
         relay_terminal(running.master, relay_stdin)
     elif running.pipes is not None:
-        relay_pipes(*running.pipes)
+        relay_pipes(*running.pipes, pid=pid)
     return wait_exit_status(pid)
 
 
@@ -252,16 +252,20 @@ def relay_terminal(master, relay_stdin):
         os.close(master)
 
 
-def relay_pipes(stdin, stdout, stderr):
+def relay_pipes(stdin, stdout, stderr, pid):
     """Copy our stdin into the container's, its stdout and stderr into ours,
-    until both of its output pipes are at end-of-file (its PID 1 exited,
-    taking the namespace with it). Input waits in a buffer when the
+    until both of its output pipes are at end-of-file or process `pid` has
+    exited: then what it wrote is drained and the relay ends, even if a
+    process it left behind (no PID namespace to take them down, or `exec`'s
+    background jobs) still holds the pipes. Input waits in a buffer when the
     container does not read it, so its output is never blocked by ours."""
     import selectors
     sel = selectors.PollSelector()      # epoll(7) refuses a regular file on our stdin
     targets = {stdout: sys.stdout.fileno(), stderr: sys.stderr.fileno()}
     for fd in targets:
         sel.register(fd, selectors.EVENT_READ)
+    exited = os.pidfd_open(pid)         # readable once `pid` has exited — pidfd_open(2)
+    sel.register(exited, selectors.EVENT_READ)
     pending = b""
     if stdin is not None:
         os.set_blocking(stdin, False)
@@ -269,6 +273,9 @@ def relay_pipes(stdin, stdout, stderr):
     while targets:
         for key, events in sel.select():
             fd = key.fd
+            if fd == exited:
+                drain(targets)
+                break
             if fd in targets:
                 data = os.read(fd, 65536)
                 if data:
@@ -304,7 +311,23 @@ def relay_pipes(stdin, stdout, stderr):
                 sel.register(stdin, selectors.EVENT_WRITE)
     if stdin is not None:
         os.close(stdin)
+    os.close(exited)
     sel.close()
+
+
+def drain(targets):
+    """Copy what is already in each pipe, close it, and forget it."""
+    for fd, target in list(targets.items()):
+        os.set_blocking(fd, False)
+        try:
+            while data := os.read(fd, 65536):
+                _write_all(target, data)
+        except BlockingIOError:
+            pass
+        except OSError:                    # our reader went away
+            pass
+        os.close(fd)
+        del targets[fd]
 
 
 def _write_all(fd, data):
