@@ -2,11 +2,12 @@
 touches the kernel; every failure a user can cause prints one line."""
 import errno
 import os
+import re
 import sys
 
 import click
 
-from minirun.errors import MinirunError
+from minirun.errors import MinirunError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -214,8 +215,10 @@ def table(rows):
 
 
 @cli.command()
+@click.option("-f", "--format", "fmt", metavar="'{{.Key.Key}}'",
+              help="Print one field of each document (a dotted path, as in Go templates).")
 @click.argument("targets", nargs=-1, required=True)
-def inspect(targets):
+def inspect(targets, fmt):
     """Show a container's or an image's document (JSON)."""
     require_root()
     import json
@@ -233,7 +236,26 @@ def inspect(targets):
                 raise MinirunError(f"no such container or image: {target!r}") from None
             docs.append({"Id": image.id, "RepoTags": [n for n, i in s.names().items() if i == image.id],
                          **image.config})
-    click.echo(json.dumps(docs, indent=4))
+    if fmt is None:
+        click.echo(json.dumps(docs, indent=4))
+        return
+    for doc in docs:
+        value = field_of(doc, fmt)
+        click.echo(value if isinstance(value, str) else json.dumps(value))
+
+
+def field_of(doc, fmt):
+    """`{{.State.Pid}}` → doc["State"]["Pid"]: the one form of Docker's Go
+    templates minirun reads."""
+    m = re.fullmatch(r"\s*\{\{\s*((?:\.[A-Za-z0-9_]+)+)\s*\}\}\s*", fmt)
+    if m is None:
+        raise UsageError(f"--format {fmt!r}: only a field path such as '{{{{.State.Pid}}}}' is understood")
+    value = doc
+    for key in m.group(1).split(".")[1:]:
+        if not isinstance(value, dict) or key not in value:
+            raise UsageError(f"--format {fmt!r}: the document has no field {key!r}")
+        value = value[key]
+    return value
 
 
 @cli.command()
