@@ -216,7 +216,7 @@ def table(rows):
 
 @cli.command()
 @click.option("-f", "--format", "fmt", metavar="'{{.Key.Key}}'",
-              help="Print one field of each document (a dotted path, as in Go templates).")
+              help="Print fields of each document ({{.Path}} as in Go templates; nothing else).")
 @click.argument("targets", nargs=-1, required=True)
 def inspect(targets, fmt):
     """Show a container's or an image's document (JSON)."""
@@ -240,22 +240,28 @@ def inspect(targets, fmt):
         click.echo(json.dumps(docs, indent=4))
         return
     for doc in docs:
-        value = field_of(doc, fmt)
-        click.echo(value if isinstance(value, str) else json.dumps(value))
+        click.echo(render(doc, fmt))
 
 
-def field_of(doc, fmt):
-    """`{{.State.Pid}}` → doc["State"]["Pid"]: the one form of Docker's Go
-    templates minirun reads."""
-    m = re.fullmatch(r"\s*\{\{\s*((?:\.[A-Za-z0-9_]+)+)\s*\}\}\s*", fmt)
-    if m is None:
-        raise UsageError(f"--format {fmt!r}: only a field path such as '{{{{.State.Pid}}}}' is understood")
-    value = doc
-    for key in m.group(1).split(".")[1:]:
-        if not isinstance(value, dict) or key not in value:
-            raise UsageError(f"--format {fmt!r}: the document has no field {key!r}")
-        value = value[key]
-    return value
+FIELD = re.compile(r"\{\{\s*((?:\.[A-Za-z0-9_]+)+)\s*\}\}")
+
+
+def render(doc, fmt):
+    """`{{.State.Status}} {{.State.Pid}}` → "running 4242": each {{.Path}}
+    replaced by that field, the one form of Docker's Go templates minirun reads."""
+    import json
+    if "{{" in FIELD.sub("", fmt):
+        raise UsageError(f"--format {fmt!r}: only field paths such as '{{{{.State.Pid}}}}' "
+                         f"are understood")
+
+    def field(m):
+        value = doc
+        for key in m.group(1).split(".")[1:]:
+            if not isinstance(value, dict) or key not in value:
+                raise UsageError(f"--format {fmt!r}: the document has no field {key!r}")
+            value = value[key]
+        return value if isinstance(value, str) else json.dumps(value)
+    return FIELD.sub(field, fmt)
 
 
 @cli.command()
