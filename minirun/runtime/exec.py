@@ -19,12 +19,24 @@ from minirun.runtime.users import resolve_user
 from minirun.errors import UsageError
 
 
+def refuse_chrooted(spec):
+    """A container started with --skip pivot-root (or mount-namespace) was
+    only chroot(2)ed: its mount namespace still has the host's / as its
+    root, and setns(2) into it would put the new process there — on the
+    host's files, with the container's name on it."""
+    if "pivot-root" in spec.skip:
+        raise UsageError(f"container {spec.id[:12]} was started with --skip pivot-root: exec "
+                         f"would join its mount namespace at the host's root, which chroot "
+                         f"leaves there; refused")
+
+
 def exec_in(store, ref, command, env=(), workdir=None, user=None, tty=False, interactive=False):
     lifecycle.check_input_is_a_terminal(tty, interactive)
     cid, bundle, st = lifecycle.resolve(store, ref)
     if statefile.status(st)[0] != "running":
         raise UsageError(f"container {cid[:12]} is not running: start it before exec")
     spec = container.load_spec(bundle)
+    refuse_chrooted(spec)
     pid = st["pid"]
     root = f"/proc/{pid}/root"   # the container's files as they are now, upper dir included
     proc = Process(

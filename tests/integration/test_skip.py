@@ -92,3 +92,12 @@ def test_without_dropping_capabilities_root_can_mount(minirun):
     script = "mkdir -p /mnt; mount -t tmpfs x /mnt && echo mounted"
     assert run(minirun, "busybox", "sh", "-c", script, check=None).stdout == ""
     assert run(minirun, "--skip", "capabilities", "busybox", "sh", "-c", script).stdout == "mounted\n"
+
+
+def test_exec_into_a_chrooted_container_is_refused_not_run_on_the_host(minirun):
+    cid = run(minirun, "-d", "--skip", "pivot-root", "busybox", "sleep", "600").stdout.strip()
+    try:
+        out = minirun("exec", cid, "cat", "/etc/os-release", check=125)
+        assert "--skip pivot-root" in out.stderr and out.stdout == ""
+    finally:
+        minirun("rm", "-f", cid, check=0)
