@@ -50,7 +50,12 @@ def cli(root, explain):
         trace.enable()
 
 
+PULL_OPTION = click.option("--pull", default="missing", show_default=True,
+                           type=click.Choice(["missing", "always", "never"]),
+                           help="Pull the image from its registry: if not in the store, always, never.")
+
 RUN_OPTIONS = [
+    PULL_OPTION,
     click.option("-e", "--env", multiple=True, metavar="KEY=VAL", help="Set an environment variable."),
     click.option("--env-file", multiple=True, help="Read KEY=VAL lines from a file."),
     click.option("-w", "--workdir", help="Working directory inside the container."),
@@ -116,7 +121,8 @@ def make_options(command, flags):
         publish=list(flags["publish"]), dns=list(flags["dns"]), add_hosts=list(flags["add_host"]),
         rm=flags["rm"], memory=flags["memory"], memory_swap=flags["memory_swap"], cpus=flags["cpus"],
         cpu_shares=flags["cpu_shares"], cpuset_cpus=flags["cpuset_cpus"],
-        pids_limit=flags["pids_limit"], blkio_weight=flags["blkio_weight"], skip=list(flags["skip"]))
+        pids_limit=flags["pids_limit"], blkio_weight=flags["blkio_weight"], skip=list(flags["skip"]),
+        pull=flags["pull"])
 
 
 def warn_if_skipping(flags):
@@ -484,8 +490,9 @@ def images(quiet):
 @click.option("--network", default="bridge", show_default=True,
               type=click.Choice(["bridge", "default", "host", "none"]),
               help="The network of RUN steps.")
+@PULL_OPTION
 @click.argument("context", type=click.Path(file_okay=False))
-def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, context):
+def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, context):
     """Build an image from a Dockerfile and a CONTEXT directory."""
     require_root()
     from minirun.image.builder import BuildOptions, build as run_build
@@ -498,9 +505,74 @@ def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, context
         check_name(tag)
     image_id = run_build(store(), BuildOptions(context, dockerfile, list(tags), args, target,
                                                no_cache, quiet,
-                                               "bridge" if network == "default" else network))
+                                               "bridge" if network == "default" else network, pull))
     if quiet:
         click.echo(image_id)
+
+
+@cli.command()
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="From a multi-platform image, this one.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image's reference.")
+@click.argument("name")
+def pull(name, platform, quiet):
+    """Pull an image from a registry: NAME[:TAG|@DIGEST]."""
+    require_root()
+    from minirun.image import distribution, reference
+    distribution.pull(store(), name, platform=platform, quiet=quiet)
+    click.echo(str(reference.parse(name)))
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only the manifest's digest.")
+@click.argument("name")
+def push(name, quiet):
+    """Push an image to its registry: NAME[:TAG]."""
+    require_root()
+    from minirun.image import distribution
+    digest = distribution.push(store(), name, quiet=quiet)
+    if quiet:
+        click.echo(digest)
+
+
+@cli.command()
+@click.option("-u", "--username", help="The user name.")
+@click.option("-p", "--password", help="The password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.argument("server", required=False, default="docker.io")
+def login(server, username, password, password_stdin):
+    """Log in to a registry; the credentials go to Docker's config.json."""
+    require_root()
+    from minirun.image import credentials, distribution, reference
+    domain = reference.registry_domain(server)
+    if password_stdin:
+        if password is not None:
+            raise UsageError("--password and --password-stdin: give one")
+        password = sys.stdin.read().rstrip("\r\n")
+    if username is None:
+        if not sys.stdin.isatty() or password_stdin:
+            raise UsageError("give the user name with -u when stdin is not a terminal")
+        username = click.prompt("Username")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise UsageError("give the password with --password-stdin when stdin is not a terminal")
+        password = click.prompt("Password", hide_input=True)
+    reg = distribution.connect(store(), domain)
+    reg.credentials = (username, password)
+    reg.check_login()
+    credentials.store(domain, username, password)
+    click.echo("Login Succeeded")
+
+
+@cli.command()
+@click.argument("server", required=False, default="docker.io")
+def logout(server):
+    """Forget the credentials for a registry."""
+    from minirun.image import credentials, reference
+    domain = reference.registry_domain(server)
+    if credentials.forget(domain):
+        click.echo(f"Removing login credentials for {domain}")
+    else:
+        click.echo(f"Not logged in to {domain}")
 
 
 @cli.command()

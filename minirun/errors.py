@@ -43,3 +43,7 @@ class ExecError(MinirunError):
 
 class KernelError(MinirunError):
     """A system call failed; the message names the call, its path and errno."""
+
+
+class RegistryError(MinirunError):
+    """A registry refused, failed, or sent what does not check out."""

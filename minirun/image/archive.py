@@ -170,17 +170,26 @@ class _Hashing:
         return "sha256:" + self.hash.hexdigest()
 
 
-def _maybe_gunzip(f):
-    head = f.peek(2)[:2] if hasattr(f, "peek") else b""
-    return gzip.GzipFile(fileobj=f) if head == b"\x1f\x8b" else f
+def decompressed(f):
+    """A layer as a plain tar stream, whether it is gzip, zstd or neither —
+    told by its first bytes (magic numbers), as the OCI image spec allows."""
+    head = f.peek(4)[:4] if hasattr(f, "peek") else b""
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f)
+    if head == b"\x28\xb5\x2f\xfd":
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(f, read_size=1 << 20)
+    return f
 
 
-def _store_layer(store, fileobj, expected=None, layer=True):
+def store_layer(store, fileobj, expected=None, layer=True):
     """Unpack one layer stream into the store; its diff_id (our canonical
-    tar's digest, which is also the stream's when it came from us)."""
+    tar's digest, which is also the stream's when it came from us).
+    `expected`: the diff_id the image config claims, checked before the
+    layer enters the store."""
     tree = store.mkdtemp("load-")
     try:
-        stream = _Hashing(_maybe_gunzip(io.BufferedReader(fileobj, 1 << 20)))
+        stream = _Hashing(decompressed(io.BufferedReader(fileobj, 1 << 20)))
         layerfs.unpack_tar(stream, tree, layer=layer)
         got = stream.drain()
         if expected is not None and got != expected:
@@ -242,7 +251,7 @@ def _load(store, path):
             if len(diff_ids) != len(layer_names):
                 raise ArchiveError(f"{config_name}: {len(diff_ids)} diff_ids for "
                                    f"{len(layer_names)} layers")
-            ours = [_store_layer(store, _member(tar, name, "layer"), expected)
+            ours = [store_layer(store, _member(tar, name, "layer"), expected)
                     for name, expected in zip(layer_names, diff_ids)]
             config["rootfs"]["diff_ids"] = ours
             image_id = store.add_image(config)
@@ -285,7 +294,7 @@ def import_rootfs(store, path, name):
         raise ArchiveError(f"cannot read {path}: {e.strerror}") from None
     with f:
         try:
-            digest = _store_layer(store, f, layer=False)
+            digest = store_layer(store, f, layer=False)
         except (tarfile.TarError, EOFError, gzip.BadGzipFile) as e:
             raise ArchiveError(f"{path}: not a tar archive ({e})") from None
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from minirun.errors import DockerfileError, ImageNotFound, MinirunError
+from minirun.errors import DockerfileError, MinirunError
 from minirun.image import layers as layerfs, steps
 from minirun.image.context import Context
 from minirun.image.dockerfile import instruction_flags, parse_file, parse_instruction
@@ -37,6 +37,7 @@ class BuildOptions:
     no_cache: bool = False
     quiet: bool = False
     network: str = "bridge"    # where RUN steps run: bridge (as docker build), host or none
+    pull: str = "missing"      # FROM images: pulled when missing, always, or never
 
 
 @dataclass
@@ -163,12 +164,12 @@ class Builder:
         return None
 
     def _image(self, ref, ins):
-        from minirun.image import embedded
+        from minirun.image.distribution import obtain
+        line = ins.start_line if ins else None
         try:
-            return embedded.load(self.store, ref)
-        except ImageNotFound as e:
-            raise DockerfileError(f"{e} (minirun builds offline: only local images)", self.path,
-                                  ins.start_line if ins else None) from None
+            return obtain(self.store, ref, self.opts.pull, quiet=self.opts.quiet)
+        except MinirunError as e:         # not found, a bad reference, the registry's refusal
+            raise DockerfileError(str(e), self.path, line) from None
 
     def _short(self, config):
         return hashlib.sha256(canonical_json(config)).hexdigest()[:12]

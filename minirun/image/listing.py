@@ -27,6 +27,8 @@ def image_rows(store):
     from minirun.errors import ImageNotFound
     for name, image_id in sorted(store.names().items()):
         repo, _, tag = name.rpartition(":")
+        if "@" in name:                  # pulled by digest: no tag
+            repo, tag = name.split("@")[0], "<none>"
         try:
             config = store.config(image_id)
         except (ImageNotFound, OSError):

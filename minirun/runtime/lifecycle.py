@@ -63,8 +63,8 @@ def create(store, image_ref, opts):
     """Prepare a container from RunOptions; returns its id. Every check
     happens before the disk changes."""
     from minirun.runtime.options import build_spec, parse_add_host, parse_network_requests
-    from minirun.image import embedded
-    image = embedded.load(store, image_ref)
+    from minirun.image.distribution import obtain
+    image = obtain(store, image_ref, opts.pull)
     cid = container.new_id()
     spec = build_spec(opts, image, cid, os.path.join(store.containers, cid), store.root)
     ports, dns = parse_network_requests(opts)

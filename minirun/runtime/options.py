@@ -56,6 +56,7 @@ class RunOptions:
     pids_limit: int | None = None
     blkio_weight: int | None = None
     skip: list[str] = field(default_factory=list)   # teaching: SKIPPABLE steps to leave out
+    pull: str = "missing"              # the image: pulled when missing, always, never
 
 
 def parse_env(entries, env_files):
