@@ -29,13 +29,14 @@ class Progress:
         self.lock = threading.Lock()
 
     def say(self, text):
-        """A line of its own, above the layer rows."""
+        """A line of its own, below the layer rows, which stay as they are."""
         if self.quiet:
             return
         with self.lock:
-            self._erase()
-            self.out.write(text + "\n")
             self._draw(force=True)
+            self.drawn, self.rows = 0, {}
+            self.out.write(text + "\n")
+            self.out.flush()
 
     def update(self, key, status, done=None, total=None):
         """Layer `key` is now at `status` (Waiting, Downloading, Verifying,
