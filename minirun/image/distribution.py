@@ -316,21 +316,26 @@ def obtain(store, ref, policy="missing", quiet=False):
     if policy not in ("missing", "always", "never"):
         raise UsageError(f"--pull {policy!r}: one of missing, always, never")
     if policy != "always":
-        try:
-            return store.load(ref)
-        except ImageNotFound:
-            if policy == "never":
-                raise
+        if _in_store(store, ref):
+            return store.load(ref)           # a damaged image says so here: no pull
+        if policy == "never":
+            return store.load(ref)           # its "unable to find" line
     local = reference.parse(ref).local_name
     if policy != "always":
-        try:
+        if _in_store(store, local):
             return store.load(local)
-        except ImageNotFound:
-            pass
         if not quiet:
             sys.stderr.write(f"Unable to find image '{local}' locally\n")
     pull(store, ref, quiet=quiet, out=sys.stderr)
     return store.load(local)
+
+
+def _in_store(store, ref):
+    try:
+        store.resolve_id(ref)
+        return True
+    except ImageNotFound:
+        return False
 
 
 # --- push ------------------------------------------------------------------------------------

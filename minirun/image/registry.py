@@ -298,6 +298,12 @@ def _error_text(r):
 
 
 def _reason(e):
-    text = str(e.args[0] if e.args else e)
-    m = re.search(r"\] (.*?)(?:\(_ssl|'\)|$)", text)
-    return (m.group(1) if m else text).strip()[:200]
+    """What went wrong, without urllib3's wrapping: `Connection refused`,
+    `Name or service not known`, `certificate verify failed: ...`."""
+    text = str(e)
+    for pattern in (r"\[SSL: \w+\] ([^(]*?)\s*\(_ssl", r"\[Errno -?\d+\] ([^)\"']+)",
+                    r"(Failed to resolve '[^']+')", r"(timed out)"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1).strip()
+    return type(e).__name__

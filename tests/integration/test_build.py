@@ -202,7 +202,9 @@ def test_dockerignore_patterns_and_exceptions(m, tmp_path):
     ("FROM busybox\nENV A=1\nRUN exit 3\n", {}, "Dockerfile:3: RUN: the command"),
     ("FROM busybox\nRUN nosuchcommand-xyz\n", {}, "returned a non-zero code: 127"),
     ("FROM busybox\nADD http://example.invalid/f /f\n", {}, "Dockerfile:2: ADD http://"),
-    ("FROM nosuchimage\n", {}, "Dockerfile:1: unable to find image 'nosuchimage'"),
+    ("FROM nosuchimage\n", {}, "Dockerfile:1:"),                     # not local; Docker Hub pulled
+    ("FROM 127.0.0.1:1/nosuchimage\n", {}, "Dockerfile:1: 127.0.0.1:1: cannot reach the registry: "
+                                           "Connection refused"),
     ("FROM busybox\nBOGUS x\n", {}, "Dockerfile:2: unknown instruction: BOGUS"),
     ("FROM scratch\nRUN true\n", {}, "Dockerfile:2: RUN in an empty image"),
     ("FROM busybox\nCOPY --nope=1 a /\n", {}, "Dockerfile:2: unknown flag: --nope"),

@@ -6,7 +6,6 @@ import os
 import re
 import time
 
-import pytest
 
 from tests.conftest import needs_root
 
