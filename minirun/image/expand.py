@@ -1,16 +1,29 @@
-"""Word expansion: the step after parsing, with Docker's rules.
+"""Word expansion: the step after parsing, with Docker's rules (BuildKit's
+shell lexer).
 
     $VAR ${VAR}                  the value, or "" when unset
     ${VAR:-word} ${VAR-word}     word when VAR is unset (or, with ':', empty)
     ${VAR:+word} ${VAR+word}     word when VAR is set (and, with ':', not empty)
     ${VAR:?msg}  ${VAR?msg}      an error "VAR: msg" when unset (or empty)
+    ${VAR#pat}   ${VAR##pat}     VAR without its shortest / longest prefix matching pat
+    ${VAR%pat}   ${VAR%%pat}     VAR without its shortest / longest suffix matching pat
+    ${VAR/pat/r} ${VAR//pat/r}   the first / every match of pat replaced by r
+    $1 ${10} $@ $* $# $? $- $$ $!    positional and special parameters: a
+                                 Dockerfile has none, so they are empty
     'single'                     literal
     "double"                     $ expands; the escape char escapes only " $ and itself
     \\x (the active escape)      x, literally
 
-Expansion never runs anything: there is no $(...) and no globbing. Which
-instructions expand, and in which scope, is BuildScope's business below.
+A pattern is a shell glob: * any string, ? one character, [abc] [a-z] [!x]
+a class, \\* \\? \\[ a literal character; words inside patterns and
+replacements expand first. Expansion never runs anything: there is no
+$(...) and no globbing of file names. Each expansion notes which variables
+it read and which were unset (BuildKit's ProcessWordWithMatches), for the
+build's warnings. Which instructions expand, and in which scope, is
+BuildScope's business below.
 """
+import re
+
 from minirun.errors import DockerfileError
 
 
@@ -44,6 +57,8 @@ class _Words:
 class Lexer:
     def __init__(self, escape="\\"):
         self.escape = escape
+        self.raw_escapes = False
+        self.used, self.unset = set(), set()
 
     def process_word(self, word, env):
         """One word in, one string out: quotes removed, variables expanded."""
@@ -55,6 +70,7 @@ class Lexer:
 
     def _process(self, text, env, split, stop=None):
         self.text, self.pos, self.env = text, 0, env
+        self.used, self.unset = set(), set()
         words = _Words()
         self._scan(words, split, stop)
         words.end()
@@ -69,6 +85,8 @@ class Lexer:
             self.pos += 1
             if ch == self.escape:
                 if self.pos < len(t):
+                    if self.raw_escapes:
+                        words.add("\\", split=False)
                     words.add(t[self.pos], split=False)
                     self.pos += 1
             elif ch == "'":
@@ -105,14 +123,28 @@ class Lexer:
                 out.append(ch)
         raise ExpansionError("unexpected end of statement while looking for matching double-quote")
 
+    SPECIAL = "@*#?-$!"
+
     def _name(self):
+        """A variable's name: letters, digits and _; or all the digits of a
+        positional parameter; or one special parameter's character."""
         t, start = self.text, self.pos
         if self.pos < len(t) and t[self.pos].isdigit():
-            self.pos += 1          # $1: positional, a single digit
+            while self.pos < len(t) and t[self.pos].isdigit():
+                self.pos += 1
+            return t[start:self.pos]
+        if self.pos < len(t) and t[self.pos] in self.SPECIAL:
+            self.pos += 1
             return t[start:self.pos]
         while self.pos < len(t) and (t[self.pos].isalnum() or t[self.pos] == "_"):
             self.pos += 1
         return t[start:self.pos]
+
+    def _get(self, name):
+        """The variable's value or None, noting it as used or unset."""
+        value = self.env.get(name)
+        (self.used if value is not None else self.unset).add(name)
+        return value
 
     def _dollar(self):
         t = self.text
@@ -122,33 +154,44 @@ class Lexer:
         name = self._name()
         if not name:
             return "$"
-        return self.env.get(name, "")
+        return self._get(name) or ""
 
     def _braced(self):
         t = self.text
+        if self.pos >= len(t):
+            raise ExpansionError("syntax error: missing '}'")
+        if t[self.pos] in "{}:":
+            raise ExpansionError("syntax error: bad substitution")
         name = self._name()
-        if not name:
-            raise ExpansionError(f"bad substitution: ${{{t[self.pos:self.pos + 1]}")
         if self.pos >= len(t):
             raise ExpansionError(f"missing '}}' in ${{{name}")
-        ch = t[self.pos]
+        op = t[self.pos]
         self.pos += 1
-        value = self.env.get(name)
-        if ch == "}":
-            return value or ""
-        colon = ch == ":"
+        if op == "}":
+            return self._get(name) or ""
+        if op == "/":
+            return self._replace(name)
+        colon = op == ":"
         if colon:
             if self.pos >= len(t):
                 raise ExpansionError(f"missing '}}' in ${{{name}:")
-            ch = t[self.pos]
+            op = t[self.pos]
             self.pos += 1
-        if ch not in "-+?":
-            raise ExpansionError(f"unsupported modifier ({ch}) in substitution ${{{name}...}}")
+        if op in "#%":
+            longest = self.pos < len(t) and t[self.pos] == op
+            self.pos += longest
+            pattern = self._nested_word(raw_escapes=True)
+            value = self._get(name) or ""
+            return trim(value, glob_regex(pattern), suffix=op == "%", longest=longest)
+        if op not in "-+?":
+            raise ExpansionError(f"unsupported modifier ({':' if colon else ''}{op}) in "
+                                 f"substitution ${{{name}...}}")
         word = self._nested_word()
+        value = self._get(name)
         is_set = value is not None and (value != "" or not colon)
-        if ch == "-":
+        if op == "-":
             return value if is_set else word
-        if ch == "+":
+        if op == "+":
             return word if is_set else ""
         if not is_set:
             reason = word or ("is not allowed to be empty" if colon and value == "" else
@@ -156,15 +199,98 @@ class Lexer:
             raise ExpansionError(f"{name}: {reason}")
         return value
 
-    def _nested_word(self):
-        """The word inside ${VAR:-word}: itself expanded, up to the closing brace."""
+    def _replace(self, name):
+        """${VAR/pat/repl} and ${VAR//pat/repl}."""
+        every = self.pos < len(self.text) and self.text[self.pos] == "/"
+        self.pos += every
+        pattern = self._nested_word(raw_escapes=True, stop="/")
+        replacement = self._nested_word()
+        value = self._get(name) or ""
+        return replace(value, glob_regex(pattern), replacement, every)
+
+    def _nested_word(self, raw_escapes=False, stop="}"):
+        """The word inside ${VAR:-word}, up to `stop`: itself expanded. In a
+        pattern (raw_escapes) an escape stays, for glob_regex to read."""
         words = _Words()
-        self._scan(words, split=False, stop="}")
+        saved, self.raw_escapes = self.raw_escapes, raw_escapes
+        try:
+            self._scan(words, split=False, stop=stop)
+        finally:
+            self.raw_escapes = saved
         if self.pos >= len(self.text):
-            raise ExpansionError("missing '}' in substitution")
+            raise ExpansionError(f"syntax error: missing '{stop}'" if stop == "}" else
+                                 "syntax error: missing '/' in ${}")
         self.pos += 1
         words.end()
         return "".join(words.words)
+
+
+def glob_regex(pattern):
+    """A shell glob as a compiled regex: * ? [...] and \\-escapes."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\":
+            if i < len(pattern):
+                out.append(re.escape(pattern[i]))
+                i += 1
+        elif ch == "[":
+            end = pattern.find("]", i + 1 if pattern[i:i + 1] in ("!", "^") else i)
+            end = pattern.find("]", end + 1) if end == i else end      # []...] : ] is literal
+            if end < 0:
+                out.append(re.escape("["))
+                continue
+            body = pattern[i:end]
+            i = end + 1
+            negate = body[:1] in ("!", "^")
+            body = body[1:] if negate else body
+            body = body.replace("\\", "\\\\").replace("^", "\\^").replace("[", "\\[")
+            out.append(f"[{'^' if negate else ''}{body}]")
+        else:
+            out.append(re.escape(ch))
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error as e:
+        raise ExpansionError(f"invalid pattern ({pattern}) in substitution: {e}") from None
+
+
+def trim(value, regex, suffix, longest):
+    """VAR without the shortest (or longest) prefix or suffix `regex` matches whole."""
+    cuts = range(len(value) + 1)
+    if longest != suffix:           # longest prefix, shortest suffix: try from the far end
+        cuts = reversed(cuts)
+    for cut in cuts:
+        if regex.fullmatch(value[cut:] if suffix else value[:cut]):
+            return value[:cut] if suffix else value[cut:]
+    return value
+
+
+def replace(value, regex, replacement, every):
+    """The leftmost match of `regex` (the longest there) replaced; with
+    `every`, each match in turn, left to right."""
+    out, i = [], 0
+    while i <= len(value):
+        end = next((e for e in range(len(value), i - 1, -1) if regex.fullmatch(value, i, e)), None)
+        if end is None:
+            if i < len(value):
+                out.append(value[i])
+            i += 1
+            continue
+        out.append(replacement)
+        if end == i:                # an empty match: keep the character, move on
+            if i < len(value):
+                out.append(value[i])
+            end += 1
+        i = end
+        if not every:
+            out.append(value[i:])
+            break
+    return "".join(out)
 
 
 # --- which instructions expand, and with what ---------------------------------
