@@ -491,8 +491,9 @@ def images(quiet):
               type=click.Choice(["bridge", "default", "host", "none"]),
               help="The network of RUN steps.")
 @PULL_OPTION
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="The target platform (TARGETPLATFORM).")
 @click.argument("context", type=click.Path(file_okay=False))
-def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, context):
+def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, platform, context):
     """Build an image from a Dockerfile and a CONTEXT directory."""
     require_root()
     from minirun.image.builder import BuildOptions, build as run_build
@@ -505,7 +506,8 @@ def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, c
         check_name(tag)
     image_id = run_build(store(), BuildOptions(context, dockerfile, list(tags), args, target,
                                                no_cache, quiet,
-                                               "bridge" if network == "default" else network, pull))
+                                               "bridge" if network == "default" else network, pull,
+                                               platform))
     if quiet:
         click.echo(image_id)
 

@@ -298,7 +298,8 @@ def import_rootfs(store, path, name):
         except (tarfile.TarError, EOFError, gzip.BadGzipFile) as e:
             raise ArchiveError(f"{path}: not a tar archive ({e})") from None
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    config = {"architecture": "amd64", "os": "linux", "created": created,
+    from minirun.image.builder import new_config
+    config = {"architecture": new_config()["architecture"], "os": "linux", "created": created,
               "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
               "rootfs": {"type": "layers", "diff_ids": [digest]},
               "history": [{"created": created, "created_by": f"minirun import {os.path.basename(path)}"}]}

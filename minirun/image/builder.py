@@ -38,6 +38,7 @@ class BuildOptions:
     quiet: bool = False
     network: str = "bridge"    # where RUN steps run: bridge (as docker build), host or none
     pull: str = "missing"      # FROM images: pulled when missing, always, or never
+    platform: str | None = None   # the target platform (build --platform); None: this machine's
 
 
 @dataclass
@@ -46,11 +47,24 @@ class Stage:
     name: str | None
     config: dict               # the OCI image config this stage is building
     cmd_set: bool = False      # CMD given in this stage (ENTRYPOINT keeps it then)
+    platform: tuple = ()       # (os, architecture, variant) it builds for
 
 
 def new_config():
-    return {"architecture": "amd64", "os": "linux", "config": {},
+    from minirun.image.distribution import parse_platform
+    return {"architecture": parse_platform(None)[1], "os": "linux", "config": {},
             "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+
+
+def platform_args(build, target):
+    """BuildKit's predefined platform ARGs: global, and visible in a stage
+    once it declares them (ARG TARGETARCH)."""
+    from minirun.image.distribution import platform_text
+    out = {}
+    for prefix, p in (("BUILD", build), ("TARGET", target)):
+        out.update({f"{prefix}PLATFORM": platform_text(p), f"{prefix}OS": p[0],
+                    f"{prefix}ARCH": p[1], f"{prefix}VARIANT": p[2] or ""})
+    return out
 
 
 def now_iso(epoch=None):
@@ -70,6 +84,9 @@ class Builder:
         self.context = Context(opts.context)
         self.stages: list[Stage] = []
         self.epoch = self._source_date_epoch()
+        from minirun.image.distribution import parse_platform
+        self.build_platform = parse_platform(None)
+        self.target_platform = parse_platform(opts.platform) if opts.platform else self.build_platform
 
     def _source_date_epoch(self):
         value = self.opts.build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
@@ -91,7 +108,8 @@ class Builder:
         from minirun.runtime.container import sweep_dead_work
         sweep_dead_work(self.store)
         dockerfile = parse_file(self.path)
-        self.scope = BuildScope(self.opts.build_args, dockerfile.escape, self.path)
+        self.scope = BuildScope(self.opts.build_args, dockerfile.escape, self.path,
+                                platform_args(self.build_platform, self.target_platform))
         instructions = self._up_to_target(dockerfile.instructions)
         stage = None
         for number, ins in enumerate(instructions, 1):
@@ -126,20 +144,17 @@ class Builder:
         raise MinirunError(f"target stage {self.opts.target!r} could not be found")
 
     def _from(self, ins):
-        platform = instruction_flags(ins, ("platform",), self.path).get("platform")
-        if platform not in (None, "linux/amd64", "linux/x86_64"):
-            raise DockerfileError(f"FROM --platform={platform}: minirun builds for linux/amd64 "
-                                  f"only", self.path, ins.start_line)
+        platform = self._stage_platform(ins)
         args = self.scope.expand(ins)
         if len(args) not in (1, 3) or len(args) == 3 and args[1].lower() != "as":
             raise DockerfileError("FROM takes IMAGE [AS NAME]", self.path, ins.start_line)
         name = args[2] if len(args) == 3 else None
         base = args[0]
         from_stage = self._stage(base) is not None
-        config = self._base_config(base, ins)
+        config = self._base_config(base, ins, platform)
         # A base image's ONBUILD triggers run here, once; the new image does not inherit them.
         triggers = config["config"].pop("OnBuild", None) or []
-        stage = Stage(len(self.stages), name, config)
+        stage = Stage(len(self.stages), name, config, platform=platform)
         self.stages.append(stage)
         self.scope.start_stage(config["config"].get("Env") or [])
         self.say(f" ---> {self._short(config)}")
@@ -149,13 +164,47 @@ class Builder:
                       onbuild_line=ins.start_line)
         return stage
 
-    def _base_config(self, base, ins):
+    def _stage_platform(self, ins):
+        """FROM --platform=P (expanded with the platform ARGs), else the target's."""
+        from minirun.image.distribution import parse_platform
+        value = instruction_flags(ins, ("platform",), self.path).get("platform")
+        if value is None:
+            return self.target_platform
+        try:
+            return parse_platform(self.scope.expand_word(value, ins))
+        except MinirunError as e:
+            raise DockerfileError(f"FROM --platform={value}: {e}", self.path, ins.start_line) from None
+
+    def needs_emulation(self, stage, line):
+        """RUN runs the stage's programs on this machine's CPU: a stage for
+        another architecture would need an emulator (binfmt_misc + QEMU),
+        which minirun does not set up."""
+        if stage.platform[:2] != self.build_platform[:2]:
+            from minirun.image.distribution import platform_text
+            raise DockerfileError(f"RUN in a {platform_text(stage.platform)} stage would need "
+                                  f"emulation on this {platform_text(self.build_platform)} "
+                                  f"machine, which minirun does not do", self.path, line)
+
+    def _base_config(self, base, ins, platform=None):
         if base == "scratch":
-            return new_config()
+            config = new_config()
+            if platform:
+                config["os"], config["architecture"] = platform[:2]
+                if platform[2]:
+                    config["variant"] = platform[2]
+            return config
         previous = self._stage(base)
         if previous is not None:
             return json.loads(json.dumps(previous.config))
-        return json.loads(json.dumps(self._image(base, ins).config))
+        config = json.loads(json.dumps(self._image(base, ins, platform).config))
+        got = (config.get("os", "linux"), config.get("architecture"))
+        if platform and got != platform[:2]:
+            from minirun.image.distribution import platform_text
+            raise DockerfileError(f"FROM {base}: the image in the store is for "
+                                  f"{platform_text(got)}, not {platform_text(platform)} "
+                                  f"(minirun pull --platform {platform_text(platform)} {base})",
+                                  self.path, ins.start_line)
+        return config
 
     def _stage(self, ref):
         for stage in self.stages:
@@ -163,11 +212,12 @@ class Builder:
                 return stage
         return None
 
-    def _image(self, ref, ins):
-        from minirun.image.distribution import obtain
+    def _image(self, ref, ins, platform=None):
+        from minirun.image.distribution import obtain, platform_text
         line = ins.start_line if ins else None
         try:
-            return obtain(self.store, ref, self.opts.pull, quiet=self.opts.quiet)
+            return obtain(self.store, ref, self.opts.pull, quiet=self.opts.quiet,
+                          platform=platform_text(platform) if platform else None)
         except MinirunError as e:         # not found, a bad reference, the registry's refusal
             raise DockerfileError(str(e), self.path, line) from None
 

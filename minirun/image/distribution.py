@@ -307,7 +307,7 @@ def download(store, reg, repo, desc, key, progress, cancel):
     return final
 
 
-def obtain(store, ref, policy="missing", quiet=False):
+def obtain(store, ref, policy="missing", quiet=False, platform=None):
     """The image `ref` names for run, create and build's FROM, pulled when
     `policy` says so: missing (if not in the store), always, never."""
     from minirun.image import embedded
@@ -326,7 +326,7 @@ def obtain(store, ref, policy="missing", quiet=False):
             return store.load(local)
         if not quiet:
             sys.stderr.write(f"Unable to find image '{local}' locally\n")
-    pull(store, ref, quiet=quiet, out=sys.stderr)
+    pull(store, ref, platform=platform, quiet=quiet, out=sys.stderr)
     return store.load(local)
 
 

@@ -336,9 +336,10 @@ class BuildScope:
     defaults, and only for ARGs that are declared.
     """
 
-    def __init__(self, build_args=None, escape="\\", path="Dockerfile"):
+    def __init__(self, build_args=None, escape="\\", path="Dockerfile", predefined=None):
         self.lexer = Lexer(escape)
         self.build_args = dict(build_args or {})
+        self.predefined = dict(predefined or {})     # TARGETPLATFORM and friends
         self.global_args = {}
         self.stage_args = None     # None until the first FROM
         self.env = {}
@@ -360,7 +361,7 @@ class BuildScope:
         expander = EXPANDERS.get(ins.keyword)
         try:
             if ins.keyword == "from":
-                args = _each(self.lexer, ins.args, self.global_args)
+                args = _each(self.lexer, ins.args, {**self.predefined, **self.global_args})
             elif expander is None or ins.json_form and ins.keyword in ("run", "cmd", "entrypoint"):
                 args = list(ins.args)
             elif ins.keyword == "arg":
@@ -374,6 +375,13 @@ class BuildScope:
                 self.env[args[i]] = args[i + 1]
         return args
 
+    def expand_word(self, word, ins):
+        """One word of a FROM line (its --platform flag): the global scope."""
+        try:
+            return self.lexer.process_word(word, {**self.predefined, **self.global_args})
+        except ExpansionError as e:
+            raise DockerfileError(str(e), self.path, ins.start_line) from None
+
     def _declare_args(self, words):
         declared = []
         for word in words:
@@ -386,6 +394,8 @@ class BuildScope:
                 value = self.lexer.process_word(default, self.variables())
             elif self.stage_args is not None and name in self.global_args:
                 value = self.global_args[name]
+            elif name in self.predefined:
+                value = self.predefined[name]
             else:
                 value = None       # declared, no value: stays unset
             if value is not None:

@@ -163,6 +163,7 @@ def run(b, stage, ins, args, line):
     """A container from the stage's layers: its upper dir becomes a layer."""
     from minirun.image.dockerfile import instruction_flags
     instruction_flags(ins, (), b.path, line)       # no --mount, --network... here
+    b.needs_emulation(stage, line)
     if ins.json_form:
         command = list(args)
     else:
