@@ -492,8 +492,11 @@ def images(quiet):
               help="The network of RUN steps.")
 @PULL_OPTION
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="The target platform (TARGETPLATFORM).")
+@click.option("--secret", multiple=True, metavar="id=ID,src=FILE",
+              help="A secret for RUN --mount=type=secret (src=FILE or env=VAR).")
 @click.argument("context", type=click.Path(file_okay=False))
-def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, platform, context):
+def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, platform, secret,
+          context):
     """Build an image from a Dockerfile and a CONTEXT directory."""
     require_root()
     from minirun.image.builder import BuildOptions, build as run_build
@@ -504,10 +507,18 @@ def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, p
         args[key] = value if eq else os.environ.get(key, "")
     for tag in tags:
         check_name(tag)
+    from minirun.image.runmounts import parse_secret_flag
+    secrets = {}
+    for text in secret:
+        try:
+            secret_id, value = parse_secret_flag(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        secrets[secret_id] = value
     image_id = run_build(store(), BuildOptions(context, dockerfile, list(tags), args, target,
                                                no_cache, quiet,
                                                "bridge" if network == "default" else network, pull,
-                                               platform))
+                                               platform, secrets))
     if quiet:
         click.echo(image_id)
 
@@ -661,6 +672,24 @@ def repair():
     from minirun.image import manage
     for line in manage.repair(store()):
         click.echo(line)
+
+
+@cli.group()
+def builder():
+    """The builder's own storage."""
+
+
+@builder.command("prune")
+def builder_prune():
+    """Empty every RUN --mount=type=cache directory, and the build cache."""
+    require_root()
+    from minirun.image import manage, runmounts
+    from minirun.image.listing import human_size
+    s = store()
+    freed = runmounts.prune(s.root)
+    dropped = manage.drop_build_cache(s)
+    click.echo(f"Deleted {dropped} build cache entries")
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
 
 
 @image.command("prune")

@@ -39,6 +39,7 @@ class BuildOptions:
     network: str = "bridge"    # where RUN steps run: bridge (as docker build), host or none
     pull: str = "missing"      # FROM images: pulled when missing, always, or never
     platform: str | None = None   # the target platform (build --platform); None: this machine's
+    secrets: dict = field(default_factory=dict)   # build --secret: id → bytes, for RUN --mount
 
 
 @dataclass
@@ -236,7 +237,8 @@ class Builder:
             handler(self, stage, ins, args, line)     # scope only: nothing to cache
             self.say(f" ---> {self._image_of(stage)[7:19]}")
             return
-        content = ins.keyword in COPY_LIKE and self._copy_content(stage, ins, args, line)
+        content = (self._copy_content(stage, ins, args, line) if ins.keyword in COPY_LIKE else
+                   self._run_content(stage, ins, line) if ins.keyword == "run" else False)
         key = self._cache_key(stage, ins, args, content)
         cached = None if self.opts.no_cache else self._cache_get(key)
         if cached is not None:
@@ -342,6 +344,15 @@ class Builder:
                                           f"the context and COPY it", self.path, line)
         rels = self.context.sources(plain, ins.keyword.upper(), self.path, line)
         return self.context.content_digest(rels)
+
+    def _run_content(self, stage, ins, line):
+        """What the cache must know of RUN --mount=type=bind: its sources'
+        content (a cache mount's or a secret's never counts)."""
+        from minirun.image import runmounts
+        mounts, _ = runmounts.parse_flags(ins, self.path, line,
+                                          stage.config.get("config", {}).get("WorkingDir") or "/")
+        binds = [runmounts.bind_content(self, m, ins, line) for m in mounts if m.type == "bind"]
+        return ",".join(binds) if binds else False
 
     def _copy_from_config(self, ref, ins, line):
         stage = self._stage(ref)

@@ -110,6 +110,17 @@ def prune(store, everything=False):
     return lines
 
 
+def drop_build_cache(store):
+    """`builder prune`: every build cache entry goes (and the layers only it
+    kept); how many entries there were."""
+    with store.lock():
+        cache_dir = os.path.join(store.root, "cache")
+        count = len(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else 0
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        _remove_unused_layers(store)
+    return count
+
+
 def repair(store):
     """Bring a damaged store back to one every command can use; returns
     what was done, a line each. What only `rm -f` should decide (a damaged

@@ -161,8 +161,8 @@ def workdir(b, stage, ins, args, line):
 
 def run(b, stage, ins, args, line):
     """A container from the stage's layers: its upper dir becomes a layer."""
-    from minirun.image.dockerfile import instruction_flags
-    instruction_flags(ins, (), b.path, line)       # no --mount, --network... here
+    from minirun.image import runmounts
+    mounts, network = runmounts.parse_flags(ins, b.path, line, _config(stage).get("WorkingDir") or "/")
     b.needs_emulation(stage, line)
     if ins.json_form:
         command = list(args)
@@ -175,20 +175,25 @@ def run(b, stage, ins, args, line):
             else:
                 script += "\n" + "".join(f"{h.content}{h.name}\n" for h in ins.heredocs)
         command = (_config(stage).get("Shell") or DEFAULT_SHELL) + [script]
-    code, upper, bundle = run_container(b, stage, command, line)
+    prepared = runmounts.prepare(b, stage, mounts, ins, line)
+    try:
+        code, upper, bundle = run_container(b, stage, command, line, prepared, network)
+    finally:
+        prepared.release()
     try:
         if code != 0:
             raise DockerfileError(f"RUN: the command {json.dumps(command)} returned a non-zero "
                                   f"code: {code}", b.path, line)
-        drop_mount_points(upper, b.layer_dirs(stage.config))
+        drop_mount_points(upper, b.layer_dirs(stage.config), prepared.targets)
         b.commit_layer(stage, upper)
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
 
 
-def run_container(b, stage, command, line):
+def run_container(b, stage, command, line, mounts=None, network=None):
     """Start a build container with the one start sequence; its exit code,
-    its upper dir and its bundle (to be removed by the caller)."""
+    its upper dir and its bundle (to be removed by the caller). `mounts`:
+    RUN --mount's host side (runmounts.Prepared); `network`: RUN --network."""
     from minirun.image.store import Image
     from minirun.runtime import container
     from minirun.runtime.options import RunOptions, build_spec
@@ -210,8 +215,10 @@ def run_container(b, stage, command, line):
     try:
         for d in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(bundle, d))
-        opts = RunOptions(command=command, entrypoint="", env=build_args, network=b.opts.network,
-                          hostname=cid[:12])
+        opts = RunOptions(command=command, entrypoint="", env=build_args, hostname=cid[:12],
+                          network=b.opts.network if network in (None, "default") else network,
+                          volumes=list(mounts.volumes) if mounts else [],
+                          tmpfs=list(mounts.tmpfs) if mounts else [])
         spec = build_spec(opts, image, cid, bundle, b.store.root)
         write_run_network_files(b.store, spec)
         container.give_to_container_root(spec)
@@ -272,10 +279,17 @@ def write_run_network_files(store, spec):
     container.write_etc_files(spec.bundle, spec.hostname, lines)
 
 
-def drop_mount_points(upper, lowers):
+def drop_mount_points(upper, lowers, targets=()):
     """Remove what the start sequence made as mount points (an empty
-    /etc/hosts...) where the image had nothing."""
-    for rel in MOUNT_TARGETS:
+    /etc/hosts..., RUN --mount's targets and the directories made for
+    them) where the image had nothing."""
+    extra = []
+    for target in targets:
+        rel = target.strip("/")
+        while rel:
+            extra.append(rel)
+            rel = posixpath.dirname(rel)
+    for rel in [*MOUNT_TARGETS[:-1], *extra, MOUNT_TARGETS[-1]]:
         path = os.path.join(upper, rel)
         if not os.path.lexists(path) or layerview.lookup(lowers, "/" + rel) is not None:
             continue
