@@ -25,7 +25,9 @@ class ContainerNotFound(MinirunError):
 
 
 class DockerfileError(MinirunError):
-    """A Dockerfile that cannot be parsed or built; the message names file:line."""
+    """A Dockerfile that cannot be parsed or built; the message names file:line.
+    Exit status 1, as `docker build` gives for a failed build."""
+    exit_code = 1
 
     def __init__(self, message, path="Dockerfile", line=None):
         where = f"{path}:{line}: " if line else f"{path}: "

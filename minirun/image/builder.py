@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Builder:
             raise MinirunError(f"unable to prepare context: {opts.context} is not a directory")
         self.context = Context(opts.context)
         self.stages: list[Stage] = []
+        self.downloads = {}           # ADD URL → steps.Download, for this build
         self.epoch = self._source_date_epoch()
         from minirun.image.distribution import parse_platform
         self.build_platform = parse_platform(None)
@@ -108,7 +110,19 @@ class Builder:
         """Run every stage up to the target; tag and return the image id."""
         from minirun.runtime.container import sweep_dead_work
         sweep_dead_work(self.store)
+        try:
+            return self._build()
+        finally:
+            if hasattr(self, "_downloads_dir"):
+                import shutil
+                shutil.rmtree(self._downloads_dir, ignore_errors=True)
+
+    def _build(self):
+        from minirun.image import lint
         dockerfile = parse_file(self.path)
+        self.notice_syntax(dockerfile.directives.get("syntax"))
+        self.checks = lint.Checks.from_directive(dockerfile.directives.get("check"), self.path)
+        lint.static_checks(self.checks, dockerfile.instructions)
         self.scope = BuildScope(self.opts.build_args, dockerfile.escape, self.path,
                                 platform_args(self.build_platform, self.target_platform))
         instructions = self._up_to_target(dockerfile.instructions)
@@ -121,12 +135,18 @@ class Builder:
             if stage is None:
                 if ins.keyword == "arg":
                     self.scope.expand(ins)
+                    self.note_undefined(ins)
                     continue
                 raise DockerfileError("no build stage in current context: the first "
                                       "instruction must be FROM (or ARG)", self.path, ins.start_line)
             self.step(stage, ins)
         if stage is None:
             raise DockerfileError("no FROM instruction", self.path)
+        for line in self.checks.lines():
+            sys.stderr.write(line + "\n")
+        if self.checks.found and self.checks.error:
+            raise DockerfileError(f"{len(self.checks.found)} check(s) failed, and "
+                                  f"# check=error=true makes that an error", self.path)
         image_id = self._image_of(stage)
         self.say(f"Successfully built {image_id.split(':')[1][:12]}")
         for tag in self.opts.tags:
@@ -147,6 +167,7 @@ class Builder:
     def _from(self, ins):
         platform = self._stage_platform(ins)
         args = self.scope.expand(ins)
+        self.note_undefined(ins)
         if len(args) not in (1, 3) or len(args) == 3 and args[1].lower() != "as":
             raise DockerfileError("FROM takes IMAGE [AS NAME]", self.path, ins.start_line)
         name = args[2] if len(args) == 3 else None
@@ -164,6 +185,28 @@ class Builder:
             self.step(stage, parse_instruction(trigger, "\\", ins.start_line, self.path),
                       onbuild_line=ins.start_line)
         return stage
+
+    def notice_syntax(self, syntax):
+        """`# syntax=IMAGE` names a frontend to run; minirun reads Dockerfiles
+        itself. The stable docker/dockerfile frontend is the language it
+        reads, so that one passes silently; any other gets a notice."""
+        if syntax is None:
+            return
+        name = syntax.split("@")[0].removeprefix("docker.io/")
+        repo, _, tag = name.partition(":")
+        if repo == "docker/dockerfile" and re.fullmatch(r"1(\.\d+)*|latest|", tag):
+            return
+        sys.stderr.write(f"minirun: notice: # syntax={syntax}: minirun does not run frontend "
+                         f"images; building with its own Dockerfile reader\n")
+
+    def note_undefined(self, ins, line=None):
+        for name in self.scope.undefined(ins):
+            if ins.keyword == "from":
+                self.checks.warn("UndefinedArgInFrom", f"FROM argument '{name}' is not declared",
+                                 ins.start_line)
+            else:
+                self.checks.warn("UndefinedVar", f"Usage of undefined variable '${name}'",
+                                 line or ins.start_line)
 
     def _stage_platform(self, ins):
         """FROM --platform=P (expanded with the platform ARGs), else the target's."""
@@ -233,6 +276,7 @@ class Builder:
         if handler is None:
             raise DockerfileError(f"unknown instruction: {ins.keyword.upper()}", self.path, line)
         args = self.scope.expand(ins)
+        self.note_undefined(ins, line)
         if ins.keyword == "arg":
             handler(self, stage, ins, args, line)     # scope only: nothing to cache
             self.say(f" ---> {self._image_of(stage)[7:19]}")
@@ -327,8 +371,9 @@ class Builder:
     # --- COPY and ADD -------------------------------------------------------------
 
     def _copy_content(self, stage, ins, args, line):
-        """What the cache must know of COPY/ADD's sources: their content."""
-        flags = instruction_flags(ins, ("from", "chown", "chmod", "link"), self.path, line)
+        """What the cache must know of COPY/ADD's sources: their content
+        (a URL's too: it is fetched, and checked against --checksum)."""
+        flags = steps.copy_flags(ins, self.path, line)
         sources = args[:-1]
         heredoc_names = {h.name for h in ins.heredocs}
         if "from" in flags:
@@ -336,14 +381,24 @@ class Builder:
             return "from:" + hashlib.sha256(canonical_json(
                 source_config["rootfs"]["diff_ids"])).hexdigest() + json.dumps(sources)
         plain = [s for s in sources if s.lstrip("<") not in heredoc_names]
-        if ins.keyword == "add":
-            for s in plain:
-                if "://" in s:
-                    raise DockerfileError(f"ADD {s}: downloading from a URL needs the network, "
-                                          f"which minirun's builder does not use: fetch it into "
-                                          f"the context and COPY it", self.path, line)
-        rels = self.context.sources(plain, ins.keyword.upper(), self.path, line)
-        return self.context.content_digest(rels)
+        urls = [s for s in plain if steps.is_remote(s, ins, self.path, line)]
+        digests = [self.download(url, flags.get("checksum"), line).digest for url in urls]
+        excluded = steps.Excluded(flags["exclude"])
+        rels = [r for r in self.context.sources([s for s in plain if s not in urls],
+                                                ins.keyword.upper(), self.path, line)
+                if not excluded(r)]
+        return self.context.content_digest(rels, excluded.walk(self.context.walk)) + \
+            "".join(digests)
+
+    def download(self, url, checksum, line):
+        """ADD URL: fetched once per build into tmp/, checked against
+        --checksum=sha256:<hex> when given (steps.download_url)."""
+        if url not in self.downloads:
+            if not hasattr(self, "_downloads_dir"):
+                self._downloads_dir = self.store.mkdtemp("add-url-")
+            self.downloads[url] = steps.download_url(url, checksum, self._downloads_dir,
+                                                     self.path, line)
+        return self.downloads[url]
 
     def _run_content(self, stage, ins, line):
         """What the cache must know of RUN --mount=type=bind: its sources'

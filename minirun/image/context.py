@@ -163,12 +163,14 @@ class Context:
                     out.append(rel)
         return sorted(out)
 
-    def content_digest(self, rels):
+    def content_digest(self, rels, walk=None):
         """What COPY copies, by content: names, modes, link targets, bytes —
-        not mtimes, so a file touched but unchanged keeps the cache."""
+        not mtimes, so a file touched but unchanged keeps the cache. `walk`:
+        what is copied under a directory (default: self.walk)."""
+        walk = walk or self.walk
         h = hashlib.sha256()
         for rel in rels:
-            for sub in [rel] + (self.walk(rel) if os.path.isdir(os.path.join(self.root, rel))
+            for sub in [rel] + (walk(rel) if os.path.isdir(os.path.join(self.root, rel))
                                 else []):
                 p = os.path.join(self.root, sub)
                 st = os.stat(p) if sub == rel else os.lstat(p)

@@ -23,7 +23,7 @@ HEREDOC_KEYWORDS = ("run", "copy", "add")
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
-_KNOWN_DIRECTIVES = ("escape", "syntax")
+_KNOWN_DIRECTIVES = ("escape", "syntax", "check")
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Dockerfile:
     instructions: list[Instruction]
     escape: str = "\\"
     warnings: list[str] = field(default_factory=list)
+    directives: dict = field(default_factory=dict)     # syntax, check: as written
 
 
 class _ArgError(Exception):
@@ -246,17 +247,25 @@ def parse_instruction(line, escape="\\", lineno=None, path="Dockerfile"):
     return Instruction(keyword, args, flags, json_form, original=line)
 
 
-def instruction_flags(ins, allowed, path="Dockerfile", line=None):
+def instruction_flags(ins, allowed, path="Dockerfile", line=None, repeatable=()):
     """An instruction's `--name=value` flags as a dict, each checked
-    against the names its keyword allows."""
-    flags = {}
+    against the names its keyword allows; a `repeatable` one gives a list."""
+    flags = {name: [] for name in repeatable}
     for flag in ins.flags:
         name, _, value = flag[2:].partition("=")
         if name not in allowed:
             raise DockerfileError(f"unknown flag: --{name} for {ins.keyword.upper()}", path,
                                   line or ins.start_line)
-        flags[name] = value
+        if name in repeatable:
+            flags[name].append(value)
+        else:
+            flags[name] = value
     return flags
+
+
+def flag_is_set(flags, name):
+    """A boolean flag: `--link` and `--link=true` are set, `--link=false` is not."""
+    return name in flags and flags[name].lower() not in ("false", "0")
 
 
 # --- heredocs -----------------------------------------------------------------
@@ -333,7 +342,7 @@ def parse(text, path="Dockerfile"):
         lines.pop()
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     escape = "\\"
-    seen_directives = set()
+    seen_directives, directives = set(), {}
     looking_for_directives = True
     instructions, warnings = [], []
     i = 0
@@ -347,6 +356,7 @@ def parse(text, path="Dockerfile"):
                 if key in seen_directives:
                     raise DockerfileError(f"only one {key} parser directive can be used", path, i)
                 seen_directives.add(key)
+                directives[key] = m.group(2)
                 if key == "escape":
                     if m.group(2) not in ("\\", "`"):
                         raise DockerfileError(f"invalid escape token '{m.group(2)}' does not match ` or \\",
@@ -393,7 +403,7 @@ def parse(text, path="Dockerfile"):
         instructions.append(ins)
     if not instructions:
         raise DockerfileError("file with no instructions", path, len(lines) or None)
-    return Dockerfile(instructions, escape, warnings)
+    return Dockerfile(instructions, escape, warnings, directives)
 
 
 def parse_file(path):

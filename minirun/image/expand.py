@@ -68,9 +68,13 @@ class Lexer:
         """As the shell would split it: unquoted whitespace, also from values."""
         return self._process(word, env, split=True)
 
+    def forget(self):
+        """Start noting used and unset variables afresh (they accumulate
+        over the words of one instruction)."""
+        self.used, self.unset = set(), set()
+
     def _process(self, text, env, split, stop=None):
         self.text, self.pos, self.env = text, 0, env
-        self.used, self.unset = set(), set()
         words = _Words()
         self._scan(words, split, stop)
         words.end()
@@ -341,6 +345,8 @@ class BuildScope:
         self.build_args = dict(build_args or {})
         self.predefined = dict(predefined or {})     # TARGETPLATFORM and friends
         self.global_args = {}
+        self.declared = set()        # ARG and ENV names of the current scope, set or not
+        self.declared_globals = set()
         self.stage_args = None     # None until the first FROM
         self.env = {}
         self.path = path
@@ -353,12 +359,14 @@ class BuildScope:
     def start_stage(self, image_env=()):
         """FROM: a new stage starts with the base image's environment."""
         self.stage_args = {}
+        self.declared = set()
         self.env = dict(e.split("=", 1) if "=" in e else (e, "") for e in image_env)
 
     def expand(self, ins):
         """The instruction's arguments after expansion, and the scope updated
         by it (ARG and ENV). Raises DockerfileError with the line."""
         expander = EXPANDERS.get(ins.keyword)
+        self.lexer.forget()
         try:
             if ins.keyword == "from":
                 args = _each(self.lexer, ins.args, {**self.predefined, **self.global_args})
@@ -373,7 +381,17 @@ class BuildScope:
         if ins.keyword == "env":
             for i in range(0, len(args), 3):
                 self.env[args[i]] = args[i + 1]
+                self.declared.add(args[i])
         return args
+
+    def undefined(self, ins):
+        """The variables the last expand() read that nothing declares (for
+        the build's UndefinedVar and UndefinedArgInFrom warnings); the
+        shell's own parameters ($1, $@...) never count."""
+        declared = self.declared_globals | set(self.predefined) if ins.keyword == "from" \
+            else self.declared | set(self.env)
+        return sorted(n for n in self.lexer.unset - declared
+                      if not n.isdigit() and n not in Lexer.SPECIAL)
 
     def expand_word(self, word, ins):
         """One word of a FROM line (its --platform flag): the global scope."""
@@ -388,6 +406,7 @@ class BuildScope:
             name, eq, default = word.partition("=")
             name = self.lexer.process_word(name, {})
             scope = self.global_args if self.stage_args is None else self.stage_args
+            (self.declared_globals if self.stage_args is None else self.declared).add(name)
             if name in self.build_args:
                 value = self.build_args[name]
             elif eq:

@@ -334,14 +334,133 @@ def add(b, stage, ins, args, line):
     _copy_or_add(b, stage, ins, args, line, extract_archives=True)
 
 
-def _copy_or_add(b, stage, ins, args, line, extract_archives):
+COPY_FLAGS = ("from", "chown", "chmod", "link", "parents", "exclude")
+ADD_FLAGS = ("chown", "chmod", "link", "checksum", "exclude", "keep-git-dir")
+
+
+def copy_flags(ins, path, line):
+    """COPY's or ADD's flags; --exclude may repeat. --link is accepted: a
+    minirun layer never depends on the layers below it anyway."""
     from minirun.image.dockerfile import instruction_flags
+    allowed = COPY_FLAGS if ins.keyword == "copy" else ADD_FLAGS
+    flags = instruction_flags(ins, allowed, path, line, repeatable=("exclude",))
+    if "checksum" in flags and not re.fullmatch(r"sha256:[0-9a-f]{64}", flags["checksum"]):
+        raise DockerfileError(f"ADD --checksum={flags['checksum']}: sha256: and 64 hex digits",
+                              path, line)
+    if "keep-git-dir" in flags:
+        raise DockerfileError("ADD --keep-git-dir: minirun does not add git repositories", path, line)
+    return flags
+
+
+GIT_URL = re.compile(r"^(git@|git://|ssh://)|\.git(#.*)?$|^https?://[^/]+/.*\.git(/|#|$)")
+
+
+def is_remote(source, ins, path, line):
+    """Whether an ADD source is a URL to fetch; a git repository or any
+    other scheme, or a URL given to COPY, is refused."""
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", source) and not source.startswith("git@"):
+        return False
+    if ins.keyword == "copy":
+        raise DockerfileError(f"COPY {source}: COPY takes files of the context, not URLs "
+                              f"(ADD fetches HTTP(S) URLs)", path, line)
+    if GIT_URL.search(source):
+        raise DockerfileError(f"ADD {source}: adding a git repository is not supported: clone "
+                              f"it into the build context and COPY it", path, line)
+    if not source.startswith(("http://", "https://")):
+        raise DockerfileError(f"ADD {source}: only http:// and https:// URLs can be fetched",
+                              path, line)
+    return True
+
+
+class Download:
+    def __init__(self, path, name, digest, mtime):
+        self.path, self.name, self.digest, self.mtime = path, name, digest, mtime
+
+
+def download_url(url, checksum, directory, path, line):
+    """Fetch `url` into `directory` for ADD, with the HTTP client the
+    registries use; the file's name is the URL's last path component, its
+    mtime the Last-Modified header's. A --checksum mismatch keeps nothing."""
+    import email.utils
+    import hashlib
+    import tempfile
+    import requests
+    from minirun.image.registry import system_ca
+    name = posixpath.basename(url.split("?", 1)[0].split("#", 1)[0].rstrip("/")) or "index.html"
+    try:
+        r = requests.get(url, stream=True, timeout=(30, 300), verify=system_ca())
+    except requests.RequestException as e:
+        from minirun.image.registry import _reason
+        raise DockerfileError(f"ADD {url}: {_reason(e)}", path, line) from None
+    with r:
+        if r.status_code != 200:
+            raise DockerfileError(f"ADD {url}: the server answered {r.status_code} {r.reason}",
+                                  path, line)
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=directory)
+        with open(fd, "wb") as f:
+            for chunk in r.iter_content(1 << 20):
+                f.write(chunk)
+                h.update(chunk)
+        modified = r.headers.get("Last-Modified")
+    digest = "sha256:" + h.hexdigest()
+    if checksum and digest != checksum:
+        os.unlink(tmp)
+        raise DockerfileError(f"ADD {url}: checksum mismatch: the file is {digest}, "
+                              f"--checksum says {checksum}", path, line)
+    mtime = None
+    if modified:
+        try:
+            mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return Download(tmp, name, digest, mtime)
+
+
+class Excluded:
+    """COPY/ADD --exclude=PATTERN: .dockerignore's pattern syntax, matched
+    against each path under a source, relative to that source."""
+
+    def __init__(self, patterns):
+        from minirun.image.context import Ignore
+        self.ignore = Ignore(patterns) if patterns else None
+
+    def __call__(self, rel, top=""):
+        if self.ignore is None:
+            return False
+        sub = posixpath.relpath(rel, top) if top else rel
+        return sub != "." and self.ignore.excluded(sub)
+
+    def walk(self, walk):
+        """A context walk without what is excluded (below an excluded
+        directory, nothing)."""
+        if self.ignore is None:
+            return walk
+
+        def filtered(top=""):
+            kept, gone = [], []
+            for p in walk(top):
+                if self(p, top) or any(p.startswith(g + "/") for g in gone):
+                    gone.append(p)
+                else:
+                    kept.append(p)
+            return kept
+        return filtered
+
+
+def _copy_or_add(b, stage, ins, args, line, extract_archives):
+    from minirun.image.dockerfile import flag_is_set
     from minirun.runtime.users import resolve_user
     what = ins.keyword.upper()
     if len(args) < 2:
         raise DockerfileError(f"{what} requires at least two arguments: SOURCE... DEST",
                               b.path, line)
-    flags = instruction_flags(ins, ("from", "chown", "chmod", "link"), b.path, line)
+    flags = copy_flags(ins, b.path, line)
+    parents = flag_is_set(flags, "parents")
+    if parents and "from" in flags:
+        raise DockerfileError("COPY --parents with --from: minirun keeps parents only for "
+                              "sources of the build context", b.path, line)
+    excluded = Excluded(flags["exclude"])
     lowers = b.layer_dirs(stage.config)
     cfg = _config(stage)
     sources, dest = args[:-1], args[-1]
@@ -360,13 +479,18 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
                                   b.path, line)
         mode = int(flags["chmod"], 8)
     heredocs = {h.name: h for h in ins.heredocs}
-    is_glob = any(set(s) & set("*?[") for s in sources)
+    urls = [s for s in sources if s.lstrip("<") not in heredocs
+            and is_remote(s, ins, b.path, line)]
+    if "checksum" in flags and len(urls) != len(sources):
+        raise DockerfileError("ADD --checksum works only with an http(s) URL source", b.path, line)
+    is_glob = any(set(s) & set("*?[") for s in sources if s not in urls)
     below = layerview.lookup(lowers, dest_abs)
-    dest_is_dir = dest.endswith("/") or len(sources) > 1 or is_glob or (
+    dest_is_dir = dest.endswith("/") or len(sources) > 1 or is_glob or parents or (
         below is not None and stat.S_ISDIR(below.st_mode))
     tree = b.store.mkdtemp("copy-")
     staging = None
     try:
+        kept = {}                  # rel → the path it keeps under dest (--parents)
         if "from" in flags:
             staging = b.store.mkdtemp("from-")
             source_root = staging
@@ -378,12 +502,20 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
                     raise DockerfileError(f"{what} --from={flags['from']}: {s}: no such file or "
                                           f"directory", b.path, line)
                 rels.append(rel)
-            walk = None
+            walk = excluded.walk(lambda top: _walk(os.path.join(staging, top), top)) \
+                if excluded.ignore else None
         else:
             source_root = b.context.root
-            plain = [s for s in sources if s.lstrip("<") not in heredocs]
-            rels = b.context.sources(plain, what, b.path, line)
-            walk = b.context.walk
+            rels = []
+            for s in sources:
+                if s.lstrip("<") in heredocs or s in urls:
+                    continue
+                pivot = posixpath.normpath(s.split("/./", 1)[0]) if "/./" in s else ""
+                for rel in b.context.sources([s], what, b.path, line):
+                    if not excluded(rel):
+                        rels.append(rel)
+                        kept[rel] = posixpath.relpath(rel, pivot) if pivot not in ("", ".") else rel
+            walk = excluded.walk(b.context.walk)
         target_dir = make_parents(tree, dest_abs, lowers, include_last=dest_is_dir)
         for s in sources:
             if s.startswith("<<") and s[2:] in heredocs:
@@ -391,9 +523,22 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
                 with open(path, "w") as f:
                     f.write(heredocs[s[2:]].content)
                 _own(path, owner, 0o644 if mode is None else mode)
+        for url in urls:
+            got = b.download(url, flags.get("checksum"), line)
+            target = os.path.join(target_dir, got.name) if dest_is_dir else tree + dest_abs
+            _copy_file(got.path, target, owner, 0o600 if mode is None else mode)
+            if got.mtime is not None:
+                os.utime(target, (got.mtime, got.mtime))
         for rel in rels:
             src = os.path.join(source_root, rel) if rel else source_root
-            if os.path.isdir(src):
+            if parents and rel:
+                place = posixpath.join(dest_abs, kept[rel])
+                target_dir = make_parents(tree, place, lowers, include_last=os.path.isdir(src))
+                if not os.path.isdir(src):
+                    _copy_file(src, tree + place, owner, mode)
+                    continue
+                _copy_tree(source_root, rel, target_dir, owner, mode, walk)
+            elif os.path.isdir(src):
                 _copy_tree(source_root, rel, target_dir if dest_is_dir else
                            make_parents(tree, dest_abs, lowers, include_last=True),
                            owner, mode, walk)

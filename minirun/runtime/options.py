@@ -380,6 +380,19 @@ def user_namespace(opts, image, store_root):
     return mapping, [store.chowned_layer(d, uid, gid) for d in image.config["rootfs"]["diff_ids"]]
 
 
+def distinct_layers(layers):
+    """The layers bottom first, a layer listed twice kept only where it is
+    highest: overlayfs refuses one directory twice in lowerdir (ELOOP), and
+    the higher copy shows all the lower one would. Two RUN steps that
+    change nothing both make the same empty layer."""
+    seen, kept = set(), []
+    for layer in reversed(layers):
+        if layer not in seen:
+            seen.add(layer)
+            kept.append(layer)
+    return kept[::-1]
+
+
 def check_no_nul_bytes(spec):
     """execve(2) and the kernel take C strings: a NUL byte in the command,
     the environment, the working directory or the hostname (from an
@@ -433,7 +446,7 @@ def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root)
         id=container_id,
         name=opts.name or "",
         bundle=bundle,
-        rootfs=Rootfs(layers=layers,
+        rootfs=Rootfs(layers=distinct_layers(layers),
                       upperdir=os.path.join(bundle, "upper"),
                       workdir=os.path.join(bundle, "work"),
                       mountpoint=os.path.join(bundle, "rootfs"),
