@@ -9,13 +9,7 @@ import sys
 import threading
 import time
 
-
-def human(n):
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
+from minirun.image.listing import human_size as human
 
 
 class Progress:

@@ -257,6 +257,7 @@ def parse_secret_flag(text):
 
 def prune(store_root):
     """`builder prune`: every cache mount goes; bytes freed."""
+    from minirun.image.listing import tree_size
     d = os.path.join(store_root, "cache-mounts")
     freed = 0
     for entry in os.listdir(d) if os.path.isdir(d) else []:
@@ -264,11 +265,6 @@ def prune(store_root):
         if entry.endswith(".lock"):
             os.unlink(path)
             continue
-        for dirpath, _dirs, files in os.walk(path):
-            for name in files:
-                try:
-                    freed += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    pass
+        freed += tree_size(path)
         shutil.rmtree(path, ignore_errors=True)
     return freed
