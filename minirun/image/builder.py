@@ -83,7 +83,7 @@ class Builder:
         self.path = opts.dockerfile or os.path.join(opts.context, "Dockerfile")
         if not os.path.isdir(opts.context):
             raise MinirunError(f"unable to prepare context: {opts.context} is not a directory")
-        self.context = Context(opts.context)
+        self.context = Context(opts.context, store.root)
         self.stages: list[Stage] = []
         self.downloads = {}           # ADD URL → steps.Download, for this build
         self.epoch = self._source_date_epoch()

@@ -100,11 +100,53 @@ class Ignore:
         return result
 
 
+class Checksums:
+    """The sha256 of each context file, remembered between builds by what
+    stat(2) says of it (size, mtime, ctime, inode, mode), as BuildKit's
+    content hash cache does: a rebuild reads only the files that changed.
+    ctime counts too, so a file rewritten with its old mtime put back is
+    still read again. Kept in <store>/checksums/<hash of the context path>.json."""
+
+    def __init__(self, store_root, context_root):
+        key = hashlib.sha256(context_root.encode()).hexdigest()[:32]
+        self.path = os.path.join(store_root, "checksums", key + ".json") if store_root else None
+        self.known, self.changed = {}, False
+        if self.path:
+            try:
+                import json
+                with open(self.path) as f:
+                    self.known = json.load(f)
+                if not isinstance(self.known, dict):
+                    self.known = {}
+            except (OSError, ValueError):
+                self.known = {}
+
+    def digest(self, rel, path, st):
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode]
+        entry = self.known.get(rel)
+        if isinstance(entry, list) and entry[:-1] == stamp:
+            return bytes.fromhex(entry[-1])
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").digest()
+        self.known[rel] = stamp + [digest.hex()]
+        self.changed = True
+        return digest
+
+    def save(self):
+        if self.path and self.changed:
+            import json
+            from minirun.linux.fs import write_atomic
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            write_atomic(self.path, json.dumps(self.known))
+            self.changed = False
+
+
 class Context:
-    def __init__(self, root):
+    def __init__(self, root, store_root=None):
         self.root = os.path.realpath(root)
         self.ignore = Ignore.of_context(self.root)
         self._walks = {}
+        self.checksums = Checksums(store_root, self.root)
 
     def _inside(self, rel, what, path, line):
         """rel, its symlinks followed, still inside the context and not
@@ -178,6 +220,6 @@ class Context:
                 if stat.S_ISLNK(st.st_mode):
                     h.update(os.readlink(p).encode())
                 elif stat.S_ISREG(st.st_mode):
-                    with open(p, "rb") as f:
-                        h.update(hashlib.file_digest(f, "sha256").digest())
+                    h.update(self.checksums.digest(sub, p, st))
+        self.checksums.save()
         return h.hexdigest()

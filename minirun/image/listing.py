@@ -21,6 +21,28 @@ def human_size(n):
     return f"{n:.3g}TB"
 
 
+def image_summary(store, image_id):
+    """(created, size) of an image, kept in images/<hex>.size once worked
+    out: an image and its layers never change, and `images` on a store of
+    hundreds must not walk every layer's files each time."""
+    from minirun.linux.fs import write_atomic
+    path = os.path.join(store.images, image_id.split(":", 1)[1] + ".size")
+    try:
+        with open(path) as f:
+            created, size = f.read().split("\t")
+        return created, int(size)
+    except (OSError, ValueError):
+        pass
+    config = store.config(image_id)
+    size = sum(tree_size(store.layer_dir(d)) for d in config["rootfs"]["diff_ids"])
+    created = config.get("created", "")
+    try:
+        write_atomic(path, f"{created}\t{size}")
+    except OSError:
+        pass
+    return created, size
+
+
 def image_rows(store):
     """(repository, tag, short id, created, size) for every named image."""
     rows = []
@@ -30,10 +52,9 @@ def image_rows(store):
         if "@" in name:                  # pulled by digest: no tag
             repo, tag = name.split("@")[0], "<none>"
         try:
-            config = store.config(image_id)
+            created, size = image_summary(store, image_id)
         except (ImageNotFound, OSError):
             rows.append((repo, tag, image_id.split(":", 1)[1][:12], "(damaged: see minirun repair)", "-"))
             continue
-        size = sum(tree_size(store.layer_dir(d)) for d in config["rootfs"]["diff_ids"])
-        rows.append((repo, tag, image_id.split(":", 1)[1][:12], config.get("created", ""), human_size(size)))
+        rows.append((repo, tag, image_id.split(":", 1)[1][:12], created, human_size(size)))
     return rows

@@ -71,6 +71,10 @@ def _remove_unused_layers(store):
         except (OSError, ValueError, KeyError):
             os.unlink(os.path.join(cache_dir, entry))
     lines = []
+    for entry in os.listdir(store.images) if os.path.isdir(store.images) else []:
+        if entry.endswith(".size") and not os.path.exists(os.path.join(store.images,
+                                                                       entry[:-5] + ".json")):
+            os.unlink(os.path.join(store.images, entry))         # listing's summary of a gone image
     for hexpart in os.listdir(store.layers) if os.path.isdir(store.layers) else []:
         digest = "sha256:" + hexpart
         if digest in used:

@@ -3,6 +3,7 @@
     layers/<hex>/diff     an unpacked layer: an overlay lowerdir
     l/<12 hex>            a short symlink to it, to keep overlay's options short
     images/<hex>.json     an image config (OCI image config); <hex> is its sha256
+    images/<hex>.size     its creation time and size, for `images` (worked out once)
     repositories.json     names → image ids, e.g. "busybox:latest" → "sha256:…"
     tmp/                  work in progress, renamed into place when complete
 

@@ -191,14 +191,18 @@ def sweep_orphans(store):
     """Tell the truth about containers whose supervisor was killed (SIGKILL
     gives no chance to write it down): record them exited, remove their
     cgroups, and remove the `--rm` ones altogether; and what killed
-    processes left half-made in tmp/ (a create's bundle holds a lease)."""
+    processes left half-made in tmp/ (a create's bundle holds a lease).
+    Returns all_containers() as the sweep leaves them: one walk of the
+    store serves the caller too."""
     sweep_dead_work(store)
     if os.path.isdir(os.path.join(store.root, "networks")):
         from minirun.network.connect import release_orphan_leases
         release_orphan_leases(store.root, lambda cid: os.path.isdir(os.path.join(store.containers, cid)))
     cgroup = None
+    kept = []
     for cid, bundle, state in all_containers(store):
         if state["status"] == "damaged":
+            kept.append((cid, bundle, state))
             continue
         owner_gone = not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
         if state["status"] in ("running", "starting") and statefile.status(state)[0] == "exited" \
@@ -219,3 +223,6 @@ def sweep_orphans(store):
                 pass
         if state.get("auto_remove") and owner_gone and state["status"] == "exited":
             remove_bundle(bundle)
+            continue
+        kept.append((cid, bundle, state))
+    return kept

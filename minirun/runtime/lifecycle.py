@@ -70,9 +70,8 @@ def create(store, image_ref, opts):
     ports, dns = parse_network_requests(opts)
     network = _network_of(store, spec)
     extra_hosts = [parse_add_host(h, network and network.gateway) for h in opts.add_hosts]
-    container.sweep_orphans(store)
-    with store.lock():
-        taken = {st.get("name") for _, _, st in container.all_containers(store)}
+    with store.lock():       # the sweep's walk of the store also gives the names in use
+        taken = {st.get("name") for _, _, st in container.sweep_orphans(store)}
         if spec.name and spec.name in taken:
             raise UsageError(f'the container name "{spec.name}" is already in use: '
                              f"remove that container or choose another name")
@@ -338,9 +337,8 @@ def prune(store):
 
 def ps_rows(store, show_all=False, truncate=True):
     """(id, image, command, created, status, names) as `docker ps` shows them."""
-    container.sweep_orphans(store)
     rows = []
-    for cid, _, st in reversed(container.all_containers(store)):
+    for cid, _, st in reversed(container.sweep_orphans(store)):
         status, code = statefile.status(st)
         if status != "running" and not show_all:
             continue
