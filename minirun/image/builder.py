@@ -405,7 +405,8 @@ class Builder:
         content (a cache mount's or a secret's never counts)."""
         from minirun.image import runmounts
         mounts, _ = runmounts.parse_flags(ins, self.path, line,
-                                          stage.config.get("config", {}).get("WorkingDir") or "/")
+                                          stage.config.get("config", {}).get("WorkingDir") or "/",
+                                          self.scope.expand_value(ins, line))
         binds = [runmounts.bind_content(self, m, ins, line) for m in mounts if m.type == "bind"]
         return ",".join(binds) if binds else False
 

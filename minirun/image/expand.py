@@ -393,6 +393,15 @@ class BuildScope:
         return sorted(n for n in self.lexer.unset - declared
                       if not n.isdigit() and n not in Lexer.SPECIAL)
 
+    def expand_value(self, ins, line):
+        """A function expanding one flag value in the current scope (RUN --mount)."""
+        def expand(word):
+            try:
+                return self.lexer.process_word(word, self.variables())
+            except ExpansionError as e:
+                raise DockerfileError(str(e), self.path, line) from None
+        return expand
+
     def expand_word(self, word, ins):
         """One word of a FROM line (its --platform flag): the global scope."""
         try:

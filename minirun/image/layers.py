@@ -51,10 +51,10 @@ def _entries(root):
 def write_tar(root, fileobj):
     """Write the tree at `root` to `fileobj` as a canonical PAX tar, with
     overlay whiteouts turned into `.wh.` entries."""
-    # Large buffers (the defaults are 10 and 16 kB) change no byte of the
-    # output, only how many Python calls it takes to write it.
-    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT,
-                      bufsize=1 << 20) as tar:
+    # Written straight through (mode "w", not the buffered stream "w|",
+    # whose buffer grows by concatenation) with 1 MB copies instead of
+    # 16 kB: the same bytes, far fewer Python calls.
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.copybufsize = 1 << 20
         hardlinks = {}
         names = []
@@ -125,6 +125,9 @@ class HashWriter:
         if self.out is not None:
             self.out.write(data)
         return len(data)
+
+    def tell(self):
+        return self.size
 
     def digest(self):
         return "sha256:" + self.hash.hexdigest()

@@ -91,12 +91,15 @@ def parse_mount(text, workdir="/"):
     return RunMount(kind, posixpath.normpath(posixpath.join(workdir, target)), options)
 
 
-def parse_flags(ins, path, line, workdir):
-    """A RUN's flags: ([RunMount], network or None). Unknown ones are refused."""
+def parse_flags(ins, path, line, workdir, expand=lambda value: value):
+    """A RUN's flags: ([RunMount], network or None). Unknown ones are refused.
+    `expand`: the stage's word expansion, which --mount's value goes
+    through first (target=$CACHE_DIR works, as in BuildKit)."""
     mounts, network = [], None
     for flag in ins.flags:
         name, eq, value = flag[2:].partition("=")
         if name == "mount":
+            value = expand(value)
             try:
                 mounts.append(parse_mount(value, workdir))
             except ValueError as e:

@@ -162,7 +162,8 @@ def workdir(b, stage, ins, args, line):
 def run(b, stage, ins, args, line):
     """A container from the stage's layers: its upper dir becomes a layer."""
     from minirun.image import runmounts
-    mounts, network = runmounts.parse_flags(ins, b.path, line, _config(stage).get("WorkingDir") or "/")
+    mounts, network = runmounts.parse_flags(ins, b.path, line, _config(stage).get("WorkingDir") or "/",
+                                            b.scope.expand_value(ins, line))
     b.needs_emulation(stage, line)
     if ins.json_form:
         command = list(args)
