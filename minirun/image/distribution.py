@@ -27,13 +27,12 @@ import os
 import sys
 
 from minirun.errors import ImageNotFound, RegistryError, UsageError
-from minirun.image import reference
 from minirun.image.store import canonical_json
 from minirun.linux.fs import write_atomic
 
 # On the start path, only obtain() runs, and only for an image already in
-# the store: the HTTP client, the threads and the progress display are
-# imported when something is pulled or pushed.
+# the store: references, the HTTP client, the threads and the progress
+# display are imported when something is pulled or pushed.
 
 PARALLEL = 3                 # layers moved at once, as dockerd's default
 MACHINES = {"x86_64": ("amd64", None), "aarch64": ("arm64", None), "armv7l": ("arm", "v7"),
@@ -102,6 +101,7 @@ def pull(store, text, platform=None, quiet=False, out=None):
     from concurrent.futures import ThreadPoolExecutor
     from minirun.image import registry
     from minirun.image.progress import Progress
+    from minirun.image import reference
     ref = reference.parse(text)
     want = parse_platform(platform)
     progress = Progress(quiet, out)
@@ -320,6 +320,7 @@ def obtain(store, ref, policy="missing", quiet=False, platform=None):
             return store.load(ref)           # a damaged image says so here: no pull
         if policy == "never":
             return store.load(ref)           # its "unable to find" line
+    from minirun.image import reference
     local = reference.parse(ref).local_name
     if policy != "always":
         if _in_store(store, local):
@@ -344,6 +345,7 @@ def push(store, text, quiet=False):
     """Push the local image `text` names; returns the manifest's digest."""
     from concurrent.futures import ThreadPoolExecutor
     from minirun.image import registry
+    from minirun.image import reference
     from minirun.image.progress import Progress
     ref = reference.parse(text)
     if ref.digest:
