@@ -216,8 +216,8 @@ def ps(show_all, quiet, no_trunc):
 def table(rows):
     """Columns as wide as their widest cell, three spaces apart, as docker prints."""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    click.echo("\n".join("   ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
+                         for row in rows))
 
 
 @cli.command()
