@@ -6,6 +6,12 @@
     images/<hex>.size     its creation time and size, for `images` (worked out once)
     repositories.json     names → image ids, e.g. "busybox:latest" → "sha256:…"
     tmp/                  work in progress, renamed into place when complete
+    cache/                the build cache (builder.py)
+    cache-mounts/         RUN --mount=type=cache directories (runmounts.py)
+    checksums/            context files' sha256 by their stat, per context (context.py)
+    downloads/            blobs a pull verified, or is fetching (.partial) (distribution.py)
+    distribution/         which registry blob holds which layer (distribution.py)
+    certs.d/HOST:PORT/    a registry's own CA certificate (registry.py)
 
 Everything that changes the store holds its lock and finishes with a rename,
 so a crash leaves either the old state or the new, never half of one.
