@@ -102,13 +102,10 @@ class _Layers:
     def put(self, diff_id, name):
         if diff_id not in self.sizes:
             with tempfile.TemporaryFile(dir=self.scratch) as f:
-                writer = layerfs.HashWriter(f)
-                layerfs.write_tar(self.store.layer_dir(diff_id), writer)
-                if writer.digest() != diff_id:
-                    raise ArchiveError(f"layer {diff_id[:19]} on disk no longer matches its digest")
+                size = layerfs.write_layer_tar(self.store.layer_dir(diff_id), diff_id, f)
                 f.seek(0)
-                _add_file(self.out, name, f, writer.size)
-            self.sizes[diff_id] = writer.size
+                _add_file(self.out, name, f, size)
+            self.sizes[diff_id] = size
         return self.sizes[diff_id]
 
 

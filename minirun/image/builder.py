@@ -86,6 +86,7 @@ class Builder:
         self.context = Context(opts.context, store.root)
         self.stages: list[Stage] = []
         self.downloads = {}           # ADD URL → steps.Download, for this build
+        self.downloads_dir = None     # where they are, in tmp/ (made on the first)
         self.epoch = self._source_date_epoch()
         from minirun.image.distribution import parse_platform
         self.build_platform = parse_platform(None)
@@ -113,9 +114,9 @@ class Builder:
         try:
             return self._build()
         finally:
-            if hasattr(self, "_downloads_dir"):
+            if self.downloads_dir is not None:
                 import shutil
-                shutil.rmtree(self._downloads_dir, ignore_errors=True)
+                shutil.rmtree(self.downloads_dir, ignore_errors=True)
 
     def _build(self):
         from minirun.image import lint
@@ -375,28 +376,34 @@ class Builder:
         (a URL's too: it is fetched, and checked against --checksum)."""
         flags = steps.copy_flags(ins, self.path, line)
         sources = args[:-1]
-        heredoc_names = {h.name for h in ins.heredocs}
         if "from" in flags:
-            source_config = self._copy_from_config(flags["from"], ins, line)
-            return "from:" + hashlib.sha256(canonical_json(
-                source_config["rootfs"]["diff_ids"])).hexdigest() + json.dumps(sources)
+            return self.sources_content(flags["from"], sources, ins, line)
+        heredoc_names = {h.name for h in ins.heredocs}
         plain = [s for s in sources if s.lstrip("<") not in heredoc_names]
         urls = [s for s in plain if steps.is_remote(s, ins, self.path, line)]
         digests = [self.download(url, flags.get("checksum"), line).digest for url in urls]
-        excluded = steps.Excluded(flags["exclude"])
-        rels = [r for r in self.context.sources([s for s in plain if s not in urls],
-                                                ins.keyword.upper(), self.path, line)
-                if not excluded(r)]
-        return self.context.content_digest(rels, excluded.walk(self.context.walk)) + \
-            "".join(digests)
+        return self.sources_content(None, [s for s in plain if s not in urls], ins, line,
+                                    steps.Excluded(flags["exclude"])) + "".join(digests)
+
+    def sources_content(self, stage_ref, sources, ins, line, excluded=None, what=None):
+        """What the cache must know of files a step takes (COPY, ADD, RUN
+        --mount=type=bind): from another stage or image (`stage_ref`), its
+        layers and the paths; from the context, their content."""
+        if stage_ref is not None:
+            source_config = self._copy_from_config(stage_ref, ins, line)
+            return "from:" + hashlib.sha256(canonical_json(
+                source_config["rootfs"]["diff_ids"])).hexdigest() + json.dumps(sources)
+        excluded = excluded or steps.Excluded(())
+        rels = steps.context_sources(self, sources, excluded, what or ins.keyword.upper(), line)
+        return self.context.content_digest(list(rels), excluded.walk(self.context.walk))
 
     def download(self, url, checksum, line):
         """ADD URL: fetched once per build into tmp/, checked against
         --checksum=sha256:<hex> when given (steps.download_url)."""
         if url not in self.downloads:
-            if not hasattr(self, "_downloads_dir"):
-                self._downloads_dir = self.store.mkdtemp("add-url-")
-            self.downloads[url] = steps.download_url(url, checksum, self._downloads_dir,
+            if self.downloads_dir is None:
+                self.downloads_dir = self.store.mkdtemp("add-url-")
+            self.downloads[url] = steps.download_url(url, checksum, self.downloads_dir,
                                                      self.path, line)
         return self.downloads[url]
 

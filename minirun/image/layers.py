@@ -155,6 +155,17 @@ def shift_owners(root, uid_delta, gid_delta, below=None):
             os.chmod(path, stat.S_IMODE(st.st_mode))   # chown(2) cleared setuid/setgid
 
 
+def write_layer_tar(root, digest, fileobj):
+    """A stored layer's canonical tar into `fileobj` (save, push), checked
+    against the digest the layer is named by; its size in bytes."""
+    w = HashWriter(fileobj)
+    write_tar(root, w)
+    if w.digest() != digest:
+        raise MinirunError(f"layer {digest[:19]} on disk no longer matches its digest: "
+                           f"build or load its image again, or remove it (rmi -f)")
+    return w.size
+
+
 def diff_id(root):
     """`sha256:<hex>` of the canonical tar of `root` (the OCI 'diff_id')."""
     w = HashWriter()

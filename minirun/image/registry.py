@@ -163,14 +163,14 @@ class Registry:
         return token, time.monotonic() + max(int(lifetime) - 5, 1)
 
     # --- requests ----------------------------------------------------------------
-    def request(self, method, path, scope, ok=(200,), rewind=None, **kwargs):
+    def request(self, method, path, scope, ok=(200,), **kwargs):
         """Send one request with the auth the registry asked for; a 401
-        is answered and the request sent once more. `rewind` puts a file
-        body back at its start for that second try."""
+        is answered and the request sent once more (bodies are bytes, so
+        they can be)."""
         import requests
         if not self.pinged and path != "/v2/":
             self.pinged = True
-            self.request("GET", "/v2/", "", ok=(200, 401))   # the version check, as docker does first
+            self.request("GET", "/v2/", "")      # the version check, as docker does first
         url = path if path.startswith("http") else urljoin(self.base, path)
         for attempt in (1, 2):
             headers = {**kwargs.pop("headers", {}), **self._auth_headers(scope)}
@@ -193,8 +193,6 @@ class Registry:
             r.close()
             self.tokens.pop(scope, None)           # expired, or never had one
             self._answer_challenge(r, scope)
-            if rewind:
-                rewind()
         if r.status_code in (401, 403):
             raise RegistryError(f"{self.domain}: access denied ({scope or 'registry'}): "
                                 f"{_error_text(r)}")
@@ -204,7 +202,7 @@ class Registry:
         return r
 
     def get_manifest(self, repo, reference):
-        """(bytes, media type, digest the registry gives or None)."""
+        """(bytes, media type) of a manifest or an index."""
         r = self.request("GET", f"/v2/{repo}/manifests/{reference}", pull_scope(repo),
                          ok=(200, 404), headers={"Accept": ACCEPT})
         if r.status_code == 404:
@@ -212,7 +210,7 @@ class Registry:
             raise RegistryError(f"{self.domain}/{repo}{sep}{reference}: not found in the registry "
                                 f"({_error_text(r)})")
         media = r.headers.get("Content-Type", "").split(";")[0].strip()
-        return r.content, media, r.headers.get("Docker-Content-Digest")
+        return r.content, media
 
     def open_blob(self, repo, digest, offset=0):
         """A streamed response for the blob; with `offset`, only what follows
@@ -244,10 +242,9 @@ class Registry:
         if location is None:
             r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,))
             location = urljoin(self.base, r.headers["Location"])
-        sep = "&" if "?" in location else "?"
         if size <= CHUNK:
             data = f.read()
-            self.request("PUT", f"{location}{sep}digest={digest}", scope, ok=(201,), data=data,
+            self.request("PUT", _with_digest(location, digest), scope, ok=(201,), data=data,
                          headers={"Content-Type": "application/octet-stream"})
             if progress:
                 progress(size)
@@ -262,18 +259,21 @@ class Registry:
             sent += len(data)
             if progress:
                 progress(sent)
-        sep = "&" if "?" in location else "?"
-        self.request("PUT", f"{location}{sep}digest={digest}", scope, ok=(201,))
+        self.request("PUT", _with_digest(location, digest), scope, ok=(201,))
 
     def put_manifest(self, repo, tag, data, media_type):
-        r = self.request("PUT", f"/v2/{repo}/manifests/{tag}", push_scope(repo), ok=(201,),
-                         data=data, headers={"Content-Type": media_type})
-        return r.headers.get("Docker-Content-Digest")
+        self.request("PUT", f"/v2/{repo}/manifests/{tag}", push_scope(repo), ok=(201,),
+                     data=data, headers={"Content-Type": media_type})
 
     def check_login(self):
         """GET /v2/ with the credentials: does the registry (or its token
         service) accept them?"""
         self.request("GET", "/v2/", "", ok=(200,))
+
+
+def _with_digest(location, digest):
+    """An upload's location with ?digest= (or &digest=): the PUT that closes it."""
+    return f"{location}{'&' if '?' in location else '?'}digest={digest}"
 
 
 def pull_scope(repo):

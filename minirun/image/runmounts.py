@@ -121,13 +121,8 @@ def parse_flags(ins, path, line, workdir, expand=lambda value: value):
 
 def bind_content(b, mount, ins, line):
     """What the cache key must know of a bind mount: its source's content."""
-    source = mount.options.get("source", "")
-    if "from" in mount.options:
-        config = b._copy_from_config(mount.options["from"], ins, line)
-        return hashlib.sha256(("from:" + ",".join(config["rootfs"]["diff_ids"]) + ":" + source)
-                              .encode()).hexdigest()
-    rels = b.context.sources([source or "."], "RUN --mount", b.path, line)
-    return b.context.content_digest(rels)
+    return b.sources_content(mount.options.get("from"), [mount.options.get("source") or "."],
+                             ins, line, what="RUN --mount")
 
 
 @dataclass

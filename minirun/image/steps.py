@@ -433,20 +433,24 @@ class Excluded:
         return sub != "." and self.ignore.excluded(sub)
 
     def walk(self, walk):
-        """A context walk without what is excluded (below an excluded
-        directory, nothing)."""
+        """A walk without what is excluded (a pattern that matches a
+        directory excludes what is below it: Ignore.excluded)."""
         if self.ignore is None:
             return walk
+        return lambda top="": [p for p in walk(top) if not self(p, top)]
 
-        def filtered(top=""):
-            kept, gone = [], []
-            for p in walk(top):
-                if self(p, top) or any(p.startswith(g + "/") for g in gone):
-                    gone.append(p)
-                else:
-                    kept.append(p)
-            return kept
-        return filtered
+
+def context_sources(b, sources, excluded, what, line):
+    """COPY/ADD's sources in the build context, globs expanded and
+    --exclude applied: {context-relative path: the path --parents keeps
+    under the destination} (after a `/./` in the source, or all of it)."""
+    kept = {}
+    for s in sources:
+        pivot = posixpath.normpath(s.split("/./", 1)[0]) if "/./" in s else ""
+        for rel in b.context.sources([s], what, b.path, line):
+            if not excluded(rel):
+                kept[rel] = posixpath.relpath(rel, pivot) if pivot not in ("", ".") else rel
+    return kept
 
 
 def _copy_or_add(b, stage, ins, args, line, extract_archives):
@@ -491,7 +495,6 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
     tree = b.store.mkdtemp("copy-")
     staging = None
     try:
-        kept = {}                  # rel → the path it keeps under dest (--parents)
         if "from" in flags:
             staging = b.store.mkdtemp("from-")
             source_root = staging
@@ -503,19 +506,12 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
                     raise DockerfileError(f"{what} --from={flags['from']}: {s}: no such file or "
                                           f"directory", b.path, line)
                 rels.append(rel)
-            walk = excluded.walk(lambda top: _walk(os.path.join(staging, top), top)) \
-                if excluded.ignore else None
+            walk = excluded.walk(lambda top: _walk(os.path.join(staging, top), top))
         else:
             source_root = b.context.root
-            rels = []
-            for s in sources:
-                if s.lstrip("<") in heredocs or s in urls:
-                    continue
-                pivot = posixpath.normpath(s.split("/./", 1)[0]) if "/./" in s else ""
-                for rel in b.context.sources([s], what, b.path, line):
-                    if not excluded(rel):
-                        rels.append(rel)
-                        kept[rel] = posixpath.relpath(rel, pivot) if pivot not in ("", ".") else rel
+            kept = context_sources(b, [s for s in sources if s.lstrip("<") not in heredocs
+                                       and s not in urls], excluded, what, line)
+            rels = list(kept)
             walk = excluded.walk(b.context.walk)
         target_dir = make_parents(tree, dest_abs, lowers, include_last=dest_is_dir)
         for s in sources:

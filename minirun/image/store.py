@@ -283,7 +283,10 @@ class Store:
                             f"(see `minirun images`)")
 
     def load(self, ref):
-        image_id = self.resolve_id(ref)
+        return self.load_id(self.resolve_id(ref))
+
+    def load_id(self, image_id):
+        """The image with this full id, its layers checked to be there."""
         config = self.config(image_id)
         diff_ids = config["rootfs"]["diff_ids"]
         try:

@@ -327,9 +327,8 @@ def remove(store, ref, force=False):
 
 
 def prune(store):
-    container.sweep_orphans(store)
     return [remove(store, cid, force=st["status"] == "damaged")
-            for cid, _, st in container.all_containers(store)
+            for cid, _, st in container.sweep_orphans(store)
             if statefile.status(st)[0] in ("exited", "created", "damaged")]
 
 
