@@ -83,6 +83,15 @@ def no_leaks():
     assert not leaked, f"the test left behind: {leaked}"
 
 
+def write_tree(directory, files):
+    """Files (name → text) under `directory`, parents made; its path, as a string."""
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return str(directory)
+
+
 @pytest.fixture(scope="session")
 def probes():
     """The C programs of tests/security/probes (attacks, run from inside

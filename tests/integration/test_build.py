@@ -8,17 +8,12 @@ import threading
 
 import pytest
 
-from tests.conftest import Minirun, needs_root
+from tests.conftest import Minirun, needs_root, write_tree
 
 pytestmark = needs_root
 
 
-def write(ctx, files):
-    for name, content in files.items():
-        path = ctx / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return str(ctx)
+write = write_tree
 
 
 def build(m, ctx, *args, check=0):

@@ -12,18 +12,13 @@ import threading
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import needs_root, write_tree
 
 pytestmark = needs_root
 
 
 def context(tmp_path, files):
-    ctx = tmp_path / "ctx"
-    for name, content in files.items():
-        path = ctx / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return str(ctx)
+    return write_tree(tmp_path / "ctx", files)
 
 
 def build(m, ctx, *flags, check=0):

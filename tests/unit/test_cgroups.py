@@ -21,6 +21,16 @@ def read(path):
         return f.read()
 
 
+def v2_with_c1(root, controllers, subtree):
+    """A cgroup2 root whose parent offers `controllers` and has turned on
+    `subtree`, with the container cgroup c1 made in it."""
+    write(f"{root}/cgroup.controllers", controllers)
+    write(f"{root}/cgroup.subtree_control", subtree)
+    cg = cgroups.CgroupV2(root)
+    cg.create("c1")
+    return cg
+
+
 LIMITS = Resources(memory=64 << 20, memory_swap=128 << 20, cpu_quota=50_000, cpu_shares=512,
                    cpuset_cpus="0", pids_limit=100, blkio_weight=500,
                    devices=None)    # device rules need the real kernel: tests/security
@@ -28,10 +38,7 @@ LIMITS = Resources(memory=64 << 20, memory_swap=128 << 20, cpu_quota=50_000, cpu
 
 def test_v2_enables_controllers_and_writes_v2_files(tmp_path):
     root = str(tmp_path)
-    write(f"{root}/cgroup.controllers", "cpuset cpu io memory pids hugetlb")
-    write(f"{root}/cgroup.subtree_control", "memory")
-    cg = cgroups.CgroupV2(root)
-    cg.create("c1")
+    cg = v2_with_c1(root, "cpuset cpu io memory pids hugetlb", "memory")
     # the host level gains what was missing; the minirun level gets all five
     assert read(f"{root}/cgroup.subtree_control") == "+cpu +cpuset +pids +io"
     assert read(f"{root}/minirun/cgroup.subtree_control") == "+cpu +cpuset +memory +pids +io"
@@ -131,10 +138,7 @@ def test_resource_flags_are_checked():
 
 def test_v2_a_flag_whose_controller_is_not_delegated_names_it(tmp_path):
     root = str(tmp_path)
-    write(f"{root}/cgroup.controllers", "cpu pids")
-    write(f"{root}/cgroup.subtree_control", "")
-    cg = cgroups.CgroupV2(root)
-    cg.create("c1")
+    cg = v2_with_c1(root, "cpu pids", "")
     with pytest.raises(OSError, match="--memory needs the cgroup v2 memory controller"):
         cg.apply("c1", Resources(memory=64 << 20, devices=None))
     cg.apply("c1", Resources(pids_limit=5, devices=None))
