@@ -681,7 +681,7 @@ def builder():
 
 @builder.command("prune")
 def builder_prune():
-    """Empty every RUN --mount=type=cache directory, and the build cache."""
+    """Empty every RUN --mount=type=cache directory, the build cache and its checksums."""
     require_root()
     from minirun.image import manage, runmounts
     from minirun.image.listing import human_size

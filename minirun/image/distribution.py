@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 
 from minirun.errors import ImageNotFound, RegistryError, UsageError
@@ -64,11 +65,13 @@ class Records:
         self.dir = os.path.join(store.root, "distribution")
 
     def layer_of(self, blob_digest):
+        """The layer's diff_id, or None (unknown, or a damaged record)."""
         try:
             with open(os.path.join(self.dir, "by-blob", blob_digest.split(":", 1)[1])) as f:
-                return f.read().strip()
+                diff_id = f.read().strip()
         except OSError:
             return None
+        return diff_id if re.fullmatch(r"sha256:[0-9a-f]{64}", diff_id) else None
 
     def blobs_of(self, diff_id):
         try:

@@ -111,16 +111,32 @@ def prune(store, everything=False):
             lines.append(f"Deleted: {image_id}")
         shutil.rmtree(os.path.join(store.root, "cache"), ignore_errors=True)
         lines += _remove_unused_layers(store)
+        _remove_idle_downloads(store)
     return lines
+
+
+def _remove_idle_downloads(store):
+    """Blobs a killed pull left in downloads/ (whole or .partial), unless a
+    pull is at work on them now: it holds <hex>.lock while it does."""
+    d = os.path.join(store.root, "downloads")
+    entries = set(os.listdir(d)) if os.path.isdir(d) else set()
+    for entry in entries:
+        blob = entry.removesuffix(".partial")
+        if not entry.endswith(".lock") and blob + ".lock" not in entries:
+            try:
+                os.unlink(os.path.join(d, entry))
+            except FileNotFoundError:
+                pass
 
 
 def drop_build_cache(store):
     """`builder prune`: every build cache entry goes (and the layers only it
-    kept); how many entries there were."""
+    kept), and the context checksums; how many cache entries there were."""
     with store.lock():
         cache_dir = os.path.join(store.root, "cache")
         count = len(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else 0
         shutil.rmtree(cache_dir, ignore_errors=True)
+        shutil.rmtree(os.path.join(store.root, "checksums"), ignore_errors=True)
         _remove_unused_layers(store)
     return count
 

@@ -146,6 +146,27 @@ def test_an_interrupted_pull_leaves_no_image_and_resumes(m, registry, tmp_path):
     assert m("run", "--rm", "--network", "none", name, "wc", "-c", "/big", check=0).stdout.split()[0] == "6000000"
 
 
+def test_damaged_pull_records_and_a_killed_pulls_leftovers_are_mended_from_the_cli(
+        m, registry, tmp_path):
+    name = f"{registry.domain}/mend:1"
+    build(m, tmp_path, name, "FROM busybox\nRUN echo mended > /m\n")
+    m("push", name, check=0)
+    m("rmi", name, check=0)
+    m("image", "prune", "-a", check=0)
+    by_blob = os.path.join(m.root, "distribution", "by-blob")
+    for entry in os.listdir(by_blob):                   # every record says nonsense
+        with open(os.path.join(by_blob, entry), "w") as f:
+            f.write("not a digest")
+    downloads = os.path.join(m.root, "downloads")
+    os.makedirs(downloads, exist_ok=True)
+    for leftover in ("a" * 64, "b" * 64 + ".partial"):  # what a SIGKILLed pull leaves
+        with open(os.path.join(downloads, leftover), "w") as f:
+            f.write("x")
+    assert m("run", "--rm", "--network", "none", name, "cat", "/m", check=0).stdout == "mended\n"
+    m("image", "prune", check=0)
+    assert os.listdir(downloads) == []
+
+
 def test_concurrent_pulls_of_images_sharing_layers_store_each_once(m, registry, tmp_path):
     base = "FROM busybox\nRUN head -c 3000000 /dev/urandom > /shared\n"
     build(m, tmp_path, f"{registry.domain}/one:1", base + "RUN echo one > /who\n")
