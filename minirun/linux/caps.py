@@ -58,6 +58,31 @@ def limit_capabilities(keep):
                    (list(everything), prctl.CAP_INHERITABLE, False))
 
 
+def keep_capabilities_across_setuid():
+    """Keep the permitted set when setuid(2) leaves uid 0, so a non-root
+    user can be given capabilities after — PR_SET_KEEPCAPS."""
+    explain.step("prctl(PR_SET_KEEPCAPS, 1)", "prctl(2)")
+    prctl.set_keepcaps(True)
+
+
+def set_capability_sets(effective, permitted, inheritable, ambient):
+    """Each set exactly as given (numbers), the ambient set last since it
+    needs its capabilities permitted and inheritable first — capset(2),
+    prctl(2) PR_CAP_AMBIENT."""
+    from minirun.linux.syscalls import cap_ambient_raise
+    everything = range(last_cap() + 1)
+    explain.step(f"capset(effective={{{len(effective)}}}, permitted={{{len(permitted)}}}, "
+                 f"inheritable={{{len(inheritable)}}})", "capset(2)")
+    prctl.set_caps(([n for n in everything if n in permitted], prctl.CAP_PERMITTED, True),
+                   ([n for n in everything if n not in permitted], prctl.CAP_PERMITTED, False),
+                   ([n for n in everything if n in effective], prctl.CAP_EFFECTIVE, True),
+                   ([n for n in everything if n not in effective], prctl.CAP_EFFECTIVE, False),
+                   ([n for n in everything if n in inheritable], prctl.CAP_INHERITABLE, True),
+                   ([n for n in everything if n not in inheritable], prctl.CAP_INHERITABLE, False))
+    for n in sorted(ambient):
+        cap_ambient_raise(n)
+
+
 def set_no_new_privs():
     """execve can never grant more privileges (setuid bits, file caps) — PR_SET_NO_NEW_PRIVS."""
     explain.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", "prctl(2)")

@@ -21,6 +21,22 @@ from minirun.linux import explain
 PARENT = "minirun"     # every container's cgroup is PARENT/<container id>
 
 
+def relative(name):
+    """Where a container's cgroup sits below a hierarchy's root: PARENT/<id>,
+    or, for a path an OCI bundle gives ("/default/web"), that path."""
+    return name.lstrip("/") if name.startswith("/") else os.path.join(PARENT, name)
+
+
+def _remove_parent(name, path):
+    """minirun's own PARENT goes when its last container does; the parents
+    of a path an engine chose are the engine's to keep."""
+    if not name.startswith("/"):
+        try:
+            os.rmdir(os.path.dirname(path))
+        except OSError:
+            pass
+
+
 def _read(path, default=""):
     try:
         with open(path) as f:
@@ -79,7 +95,7 @@ class CgroupV2:
         self.root = root
 
     def path(self, name):
-        return os.path.join(self.root, PARENT, name)
+        return os.path.join(self.root, relative(name))
 
     def available(self):
         return set(_read(os.path.join(self.root, "cgroup.controllers")).split())
@@ -95,9 +111,12 @@ class CgroupV2:
         each on its own: one this tree is not allowed to enable (not
         delegated to it) leaves the others working."""
         wanted = [c for c in self.CONTROLLERS if c in self.available()]
-        parent = os.path.join(self.root, PARENT)
+        parent = os.path.dirname(self.path(name))
         os.makedirs(parent, exist_ok=True)
-        for level in (self.root, parent):
+        levels = [self.root]
+        for part in os.path.relpath(parent, self.root).split("/"):
+            levels.append(os.path.join(levels[-1], part))
+        for level in levels:
             control = os.path.join(level, "cgroup.subtree_control")
             missing = [c for c in wanted if c not in set(_read(control).split())]
             try:
@@ -112,11 +131,12 @@ class CgroupV2:
         explain.step(f'mkdir("{self.path(name)}")', "cgroups(7)")
         os.makedirs(self.path(name), exist_ok=True)
 
-    def check_delegated(self, r):
+    def check_delegated(self, name, r):
         """A limit whose controller the container's cgroup does not get
         fails with one line naming the controller."""
         enabled = {c.lstrip("+") for c in
-                   _read(os.path.join(self.root, PARENT, "cgroup.subtree_control")).split()}
+                   _read(os.path.join(os.path.dirname(self.path(name)),
+                                      "cgroup.subtree_control")).split()}
         for attr, controller, flag in self.NEEDS:
             if getattr(r, attr) is not None and controller not in enabled:
                 offered = _read(os.path.join(self.root, "cgroup.controllers")) or "none"
@@ -125,7 +145,7 @@ class CgroupV2:
                               f"{offered}): enable it there, or leave out {flag}")
 
     def apply(self, name, r):
-        self.check_delegated(r)
+        self.check_delegated(name, r)
         p = self.path(name)
         if r.memory is not None:
             _write(f"{p}/memory.max", r.memory)
@@ -174,23 +194,36 @@ class CgroupV2:
         if not os.path.isdir(p):
             return
         explain.step(f'rmdir("{p}")', "cgroups(7)")
+        self.thaw(name)                 # a frozen process cannot die of SIGKILL
         _rmdir_retrying(p, lambda: self.pids(name))
-        try:
-            os.rmdir(os.path.dirname(p))
-        except OSError:
-            pass
+        _remove_parent(name, p)
+
+    def freeze(self, name):
+        """Stop every process of the cgroup where it stands — cgroup.freeze."""
+        _write(f"{self.path(name)}/cgroup.freeze", 1)
+        for _ in range(500):
+            if _keyed(_read(f"{self.path(name)}/cgroup.events")).get("frozen") == 1:
+                return
+            time.sleep(0.01)
+
+    def thaw(self, name):
+        if self.frozen(name):
+            _write(f"{self.path(name)}/cgroup.freeze", 0)
+
+    def frozen(self, name):
+        return _read(f"{self.path(name)}/cgroup.freeze", "0") == "1"
 
 
 class CgroupV1:
     version = 1
-    CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices")
+    CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer")
 
     def __init__(self, mounts):
         """`mounts`: controller → where its hierarchy is mounted."""
         self.mounts = {c: m for c, m in mounts.items() if c in self.CONTROLLERS}
 
     def path(self, name, controller="memory"):
-        return os.path.join(self.mounts[controller], PARENT, name)
+        return os.path.join(self.mounts[controller], relative(name))
 
     def _dirs(self, name):
         """One directory per hierarchy (co-mounted controllers share one)."""
@@ -204,8 +237,9 @@ class CgroupV1:
                 os.makedirs(d, exist_ok=True)
         if "cpuset" in self.mounts:
             # a new cpuset cgroup starts with no CPUs and no memory nodes
-            top = self.mounts["cpuset"]
-            for level in (os.path.join(top, PARENT), self.path(name, "cpuset")):
+            level = self.mounts["cpuset"]
+            for part in relative(name).split("/"):
+                level = os.path.join(level, part)
                 for f in ("cpuset.cpus", "cpuset.mems"):
                     if not _read(os.path.join(level, f)):
                         _write(os.path.join(level, f), _read(os.path.join(os.path.dirname(level), f)))
@@ -268,14 +302,34 @@ class CgroupV1:
 
     def destroy(self, name):
         """Kill what is left in the cgroup and remove it (and the parent if empty)."""
+        if "freezer" in self.mounts and os.path.isdir(self.path(name, "freezer")):
+            self.thaw(name)             # a frozen process cannot die of SIGKILL
         for d in self._dirs(name):
             if os.path.isdir(d):
                 explain.step(f'rmdir("{d}")', "cgroups(7)")
                 _rmdir_retrying(d, lambda: [int(x) for x in _read(os.path.join(d, "cgroup.procs")).split()])
-            try:
-                os.rmdir(os.path.dirname(d))
-            except OSError:
-                pass
+            _remove_parent(name, d)
+
+    def _freezer(self, name):
+        if "freezer" not in self.mounts:
+            raise OSError("the freezer controller is not mounted on this host")
+        return os.path.join(self.path(name, "freezer"), "freezer.state")
+
+    def freeze(self, name):
+        """Stop every process of the cgroup where it stands — freezer.state
+        FROZEN; the kernel says FREEZING until the last one has stopped."""
+        _write(self._freezer(name), "FROZEN")
+        for _ in range(500):
+            if _read(self._freezer(name)) == "FROZEN":
+                return
+            time.sleep(0.01)
+
+    def thaw(self, name):
+        if self.frozen(name):
+            _write(self._freezer(name), "THAWED")
+
+    def frozen(self, name):
+        return "freezer" in self.mounts and _read(self._freezer(name)) in ("FROZEN", "FREEZING")
 
 
 def _kill_all(pids):

@@ -11,9 +11,64 @@ import stat
 from minirun.errors import MinirunError
 from minirun.linux import explain
 from minirun.linux.syscalls import (
-    MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
-    MS_REC, MS_REMOUNT, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, chroot, mount, openat2, pivot_root,
-    umount)
+    MNT_DETACH, MS_BIND, MS_DIRSYNC, MS_MANDLOCK, MS_NOATIME, MS_NODEV, MS_NODIRATIME,
+    MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED,
+    MS_SLAVE, MS_STRICTATIME, MS_SYNCHRONOUS, MS_UNBINDABLE, RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS, chroot, mount, openat2, pivot_root, umount)
+
+# Mount options by the names mount(8) and OCI bundles use: name → (flag, set
+# it or clear it). What is not here is filesystem data ("size=64m", "mode=755").
+MOUNT_FLAGS = {
+    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False),
+    "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
+    "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
+    "sync": (MS_SYNCHRONOUS, True), "async": (MS_SYNCHRONOUS, False),
+    "dirsync": (MS_DIRSYNC, True), "mand": (MS_MANDLOCK, True), "nomand": (MS_MANDLOCK, False),
+    "noatime": (MS_NOATIME, True), "atime": (MS_NOATIME, False),
+    "nodiratime": (MS_NODIRATIME, True), "diratime": (MS_NODIRATIME, False),
+    "relatime": (MS_RELATIME, True), "norelatime": (MS_RELATIME, False),
+    "strictatime": (MS_STRICTATIME, True), "nostrictatime": (MS_STRICTATIME, False),
+    "bind": (MS_BIND, True), "rbind": (MS_BIND | MS_REC, True),
+}
+# How mount events travel between this mount and its peers — mount_namespaces(7).
+PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+
+def mount_flags(names):
+    """Option names → (flags, [propagation flags], data for the filesystem)."""
+    flags, propagation, data = 0, [], []
+    for name in names:
+        if name in MOUNT_FLAGS:
+            bit, on = MOUNT_FLAGS[name]
+            flags = flags | bit if on else flags & ~bit
+        elif name in PROPAGATION:
+            propagation.append(PROPAGATION[name])
+        else:
+            data.append(name)
+    return flags, propagation, ",".join(data)
+
+
+def mount_with_options(source, target, fstype, names, data=""):
+    """mount(2) with options given by name, as an OCI bundle lists them. A
+    bind mount ignores most flags when it is made, so they take a remount;
+    a propagation type is a mount(2) call of its own."""
+    flags, propagation, extra = mount_flags(names)
+    data = ",".join(d for d in (data, extra) if d)
+    if fstype == "bind":
+        mount(source, target, None, flags & (MS_BIND | MS_REC) or MS_BIND)
+        rest = flags & ~(MS_BIND | MS_REC)
+        if rest:
+            mount(None, target, None, MS_BIND | MS_REMOUNT | rest)
+    else:
+        mount(source, target, fstype, flags, data or None)
+    for p in propagation:
+        mount(None, target, None, p)
 
 
 def write_atomic(path, data):
@@ -28,10 +83,11 @@ def write_atomic(path, data):
         raise
 
 
-def make_mounts_private():
+def make_mounts_private(propagation=MS_REC | MS_PRIVATE):
     """Stop mount events propagating between this namespace and the host's —
-    mount(2) with MS_PRIVATE, see mount_namespaces(7)."""
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount(2) with MS_PRIVATE, see mount_namespaces(7). (An OCI bundle may
+    ask for rslave or rshared instead: its rootfsPropagation.)"""
+    mount(None, "/", None, propagation)
 
 
 def mount_overlay(lowerdirs, upperdir, workdir, target):

@@ -1,5 +1,6 @@
 """Process identity and execution: ids, hostname, execve."""
 import os
+import resource
 import signal
 import socket
 
@@ -60,6 +61,28 @@ def set_identity(uid, gid, groups):
     os.setgroups(groups)
     os.setgid(gid)
     os.setuid(uid)
+
+
+def set_rlimit(name, soft, hard):
+    """One resource limit, e.g. RLIMIT_NOFILE — setrlimit(2)."""
+    explain.step(f"setrlimit({name}, {soft}, {hard})", "setrlimit(2)")
+    number = getattr(resource, name, None)
+    resource.setrlimit(10 if name == "RLIMIT_LOCKS" else number, (soft, hard))  # python lacks LOCKS
+
+
+def set_oom_score_adj(value):
+    """How readily the kernel's OOM killer picks this process — proc(5)."""
+    explain.step(f'write("/proc/self/oom_score_adj", "{value}")', "proc(5)")
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def write_sysctl(key, value):
+    """A kernel parameter of this container's namespaces, through /proc/sys — sysctl(8)."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    explain.step(f'write("{path}", "{value}")', "proc(5)")
+    with open(path, "w") as f:
+        f.write(value)
 
 
 def reset_signal_dispositions():

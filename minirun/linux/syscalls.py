@@ -39,16 +39,26 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
 MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_UNBINDABLE = 1 << 17
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 _MS_NAMES = [(MS_RDONLY, "MS_RDONLY"), (MS_NOSUID, "MS_NOSUID"), (MS_NODEV, "MS_NODEV"),
              (MS_NOEXEC, "MS_NOEXEC"), (MS_REMOUNT, "MS_REMOUNT"), (MS_BIND, "MS_BIND"),
-             (MS_REC, "MS_REC"), (MS_PRIVATE, "MS_PRIVATE"), (MS_SLAVE, "MS_SLAVE")]
+             (MS_REC, "MS_REC"), (MS_PRIVATE, "MS_PRIVATE"), (MS_SLAVE, "MS_SLAVE"),
+             (MS_SHARED, "MS_SHARED"), (MS_UNBINDABLE, "MS_UNBINDABLE")]
 
 
 def _flag_names(flags, table):
@@ -99,6 +109,26 @@ def umount(target, flags=0):
     call = f'umount2("{target}", {"MNT_DETACH" if flags & MNT_DETACH else flags})'
     explain.step(call, "umount2(2)")
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), call)
+
+
+def setdomainname(name):
+    """Name this UTS namespace's NIS domain — setdomainname(2)."""
+    call = f'setdomainname("{name}")'
+    explain.step(call, "setdomainname(2)")
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), call)
+
+
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
+
+
+def cap_ambient_raise(cap):
+    """Add `cap` to the ambient set, kept across execve of an unprivileged
+    program — prctl(2) PR_CAP_AMBIENT (python-prctl lacks it)."""
+    call = f"prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, {cap})"
+    explain.step(call, "prctl(2)")
+    _check(_libc.prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_RAISE),
+                       ctypes.c_ulong(cap), ctypes.c_ulong(0), ctypes.c_ulong(0)), call)
 
 
 # libc has no pivot_root wrapper; its syscall number depends on the machine.

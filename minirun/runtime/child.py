@@ -11,9 +11,9 @@ import signal
 
 from minirun.errors import ExecError, MinirunError
 from minirun.linux import caps, explain, fs, net, process, seccomp, tty, userns
-from minirun.linux.syscalls import NAMESPACE_FLAGS, setns, unshare
+from minirun.linux.syscalls import NAMESPACE_FLAGS, setdomainname, setns, unshare
 from minirun.runtime import sync
-from minirun.runtime.spec import ContainerSpec
+from minirun.runtime.spec import ContainerSpec, Mount
 
 # Nodes of a minimal /dev, as Docker makes them: (name, major, minor).
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
@@ -23,20 +23,21 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
 
 
-def child_main(spec: ContainerSpec, sock, stdio, cgroup=None, owned=None):
+def child_main(spec: ContainerSpec, sock, stdio, cgroup=None, owned=None, handoff=None):
     """Never returns: execs the container's program or exits with an error.
     `stdio` is the container's fds 0-2 as minirun made them (None: /dev/null);
     `cgroup` is the parent's cgroup driver, for mounting /sys/fs/cgroup;
     `owned`, with --userns=remap: fds of the user namespace and of those
-    made inside it (start.make_owned_namespaces)."""
-    _reporting_errors(sock, _start_container, spec, sock, stdio, cgroup, owned or {})
+    made inside it (start.make_owned_namespaces); `handoff`, for an OCI
+    `create`: how to wait for `start` once minirun has gone (start.Handoff)."""
+    _reporting_errors(sock, _start_container, spec, sock, stdio, cgroup, owned or {}, handoff)
 
 
-def join_main(spec: ContainerSpec, process, pid, cgroup, sock, stdio):
+def join_main(spec: ContainerSpec, process, pid, cgroup, sock, stdio, handoff=None):
     """`minirun exec`, child side: join the running container whose PID 1 is
     `pid` (the parent already made us part of its PID namespace), then become
     `process`. Never returns."""
-    _reporting_errors(sock, _join_container, spec, process, pid, cgroup, sock, stdio)
+    _reporting_errors(sock, _join_container, spec, process, pid, cgroup, sock, stdio, handoff)
 
 
 def _reporting_errors(sock, fn, *args):
@@ -50,26 +51,35 @@ def _reporting_errors(sock, fn, *args):
         sync.send_error(sock, str(e))
     except (OSError, ValueError, OverflowError) as e:
         sync.send_error(sock, f"container start: {e}")
-    except BaseException:
-        import traceback
-        sync.send_error(sock, "container start failed:\n" + traceback.format_exc())
+    except BaseException as e:
+        try:
+            import traceback          # gone if the error came after pivot_root
+            detail = traceback.format_exc()
+        except ImportError:
+            detail = repr(e)
+        sync.send_error(sock, "container start failed:\n" + detail)
     os._exit(125)
 
 
-def leave_the_callers_world(sock, stdio, keep=()):
+def leave_the_callers_world(sock, stdio, keep=(), handoff=None):
     """Step 0, before anything else: nothing the caller of minirun had open
-    reaches the container but the stdio minirun made for it, and the
-    container has no controlling terminal of the host's."""
-    caps.set_parent_death_signal(signal.SIGKILL)
+    reaches the container but the stdio minirun made for it (or, handed off
+    to an engine, the stdio and the fds it asked to preserve), and the
+    container has no controlling terminal of the host's. If minirun dies
+    the kernel kills us — unless minirun is meant to go (a handoff)."""
+    if handoff is None:
+        caps.set_parent_death_signal(signal.SIGKILL)
+    else:
+        keep = [*keep, *handoff.fds()]
     process.close_inherited_fds([sock.fileno(), *keep] + [fd for fd in stdio if fd is not None])
     process.new_session()
     explain.keep_stderr()
 
 
-def _start_container(spec, sock, stdio, cgroup, owned):
+def _start_container(spec, sock, stdio, cgroup, owned, handoff):
     # 0. If minirun dies, the kernel kills us, and with PID 1 the whole namespace.
     explain.enter("0")
-    leave_the_callers_world(sock, stdio, owned.values())
+    leave_the_callers_world(sock, stdio, owned.values(), handoff)
 
     # 1. Namespaces: join those given by path (--network container:ID) and
     # those made inside the user namespace (--userns=remap: it is joined
@@ -77,6 +87,8 @@ def _start_container(spec, sock, stdio, cgroup, owned):
     # before the fork). Until 3b we are the host's root, who may mount.
     explain.enter("1")
     for ns, path in spec.namespace_paths.items():
+        if ns == "pid":              # the parent joined it before the fork
+            continue
         fd = os.open(path, os.O_RDONLY)
         setns(fd, NAMESPACE_FLAGS[ns])
         os.close(fd)
@@ -98,28 +110,35 @@ def _start_container(spec, sock, stdio, cgroup, owned):
     explain.enter("2")
     program = read_seccomp_program(spec)          # from the store, which pivot_root hides
     caps.last_cap()                               # from the host's /proc, for step 4
+    if handoff is not None:
+        from minirun.runtime import hooks         # loaded while python's files are in view
+        host_pid = int(os.readlink("/proc/self"))  # for the hooks: still the host's /proc
     if "mount" in spec.namespaces:
-        fs.make_mounts_private()
+        fs.make_mounts_private(fs.PROPAGATION[spec.rootfs.propagation])
     if "net" in spec.namespaces:
         net.bring_up_loopback()
-    layers = spec.rootfs.layers
-    if spec.userns is not None and spec.userns.layers == "idmapped":
-        layers = idmapped_layers(spec, owned["user"])
-    fs.mount_overlay(layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir,
-                     spec.rootfs.mountpoint)
+    mount_rootfs(spec, owned)
     root = fs.open_root(spec.rootfs.mountpoint)
-    mount_volumes(spec, root)
-    mount_pseudo_filesystems(root, spec)
+    cgroup_mounts = mount_volumes(spec, root)
+    if spec.standard_mounts:
+        mount_pseudo_filesystems(root, spec)
+        cgroup_mounts = [Mount("cgroup", "/sys/fs/cgroup", readonly=not spec.privileged)]
     sync.expect(sock, sync.CONTINUE)
     if "cgroup" in spec.namespaces:
         # Only now: the parent has moved us into our cgroup, which becomes
         # the root of the cgroup tree we see, and of the one we mount.
         unshare(NAMESPACE_FLAGS["cgroup"])
-    mount_cgroupfs(root, cgroup, readonly=not spec.privileged)
+    for m in cgroup_mounts:
+        mount_cgroupfs(root, cgroup, m.target, m.readonly or "ro" in m.flags)
     if "uts" in spec.namespaces:
         process.set_hostname(spec.hostname)
+        if spec.domainname:
+            setdomainname(spec.domainname)
     os.close(fs.open_in_root(root, spec.process.cwd, make="dir"))  # Docker creates a missing WorkingDir
     os.close(root)
+    if handoff is not None:     # an OCI bundle's createContainer hooks: our namespaces, the host's /
+        handoff.state["pid"] = host_pid
+        hooks.run(spec.hooks.create_container, handoff.state, "createContainer")
 
     # 3. Switch root: from here on, only the container's files exist.
     explain.enter("3")
@@ -129,15 +148,31 @@ def _start_container(spec, sock, stdio, cgroup, owned):
         fs.pivot_into(spec.rootfs.mountpoint)
     if spec.rootfs.readonly:
         fs.remount_root_readonly()
+    for key, value in spec.sysctl.items():
+        process.write_sysctl(key, value)
     if not spec.privileged:
         for path in spec.masked_paths:
             fs.mask_path(path)
         for path in spec.readonly_paths:
             fs.make_readonly(path)
-    terminal = open_terminal(sock, console=True) if spec.process.tty else None
+    terminal = open_terminal(sock, True, handoff) if spec.process.tty else None
     if "user" in owned:
         enter_user_namespace(owned["user"])
-    become_program(spec, spec.process, sock, stdio, terminal, program)
+    become_program(spec, spec.process, sock, stdio, terminal, program, handoff)
+
+
+def mount_rootfs(spec, owned):
+    """The container's root: the image's layers under the container's upper
+    dir (overlayfs), or a directory already made (an OCI bundle's rootfs),
+    bound onto itself so that it is a mount point pivot_root(2) accepts."""
+    if not spec.rootfs.layers:
+        fs.bind_mount(spec.rootfs.mountpoint, spec.rootfs.mountpoint)
+        return
+    layers = spec.rootfs.layers
+    if spec.userns is not None and spec.userns.layers == "idmapped":
+        layers = idmapped_layers(spec, owned["user"])
+    fs.mount_overlay(layers[::-1], spec.rootfs.upperdir, spec.rootfs.workdir,
+                     spec.rootfs.mountpoint)
 
 
 def idmapped_layers(spec, userns_fd):
@@ -161,16 +196,16 @@ def enter_user_namespace(userns_fd):
     setns(userns_fd, NAMESPACE_FLAGS["user"])
 
 
-def _join_container(spec, proc, pid, cgroup, sock, stdio):
+def _join_container(spec, proc, pid, cgroup, sock, stdio, handoff):
     # The parent made us non-dumpable before the fork: until execve, no
     # process of the container can read our memory or open /proc/<us>/exe,
     # which is the host's python (the CVE-2019-5736 class).
     explain.enter("0")
-    leave_the_callers_world(sock, stdio)
+    leave_the_callers_world(sock, stdio, (), handoff)
     program = read_seccomp_program(spec)
     caps.last_cap()                 # from the host's /proc, for step 4
     if cgroup is not None:
-        cgroup.add(spec.id, 0)      # 0: the writing process itself
+        cgroup.add(spec.cgroup, 0)  # 0: the writing process itself
     # 1. Join the namespaces of the container's PID 1 (the PID namespace was
     # arranged by the parent). The mount namespace last but for the user
     # namespace: joining it also moves our root and working
@@ -181,8 +216,8 @@ def _join_container(spec, proc, pid, cgroup, sock, stdio):
     for ns, fd in fds.items():
         setns(fd, NAMESPACE_FLAGS["mount" if ns == "mnt" else ns])   # the user namespace last
         os.close(fd)
-    terminal = open_terminal(sock, console=False) if proc.tty else None
-    become_program(spec, proc, sock, stdio, terminal, program)
+    terminal = open_terminal(sock, False, handoff) if proc.tty else None
+    become_program(spec, proc, sock, stdio, terminal, program, handoff)
 
 
 def read_seccomp_program(spec):
@@ -193,13 +228,22 @@ def read_seccomp_program(spec):
         return f.read()
 
 
-def become_program(spec, proc, sock, stdio, terminal, program=None):
+def become_program(spec, proc, sock, stdio, terminal, program=None, handoff=None):
     """Steps 4 and 5, shared by a container's first process and by exec."""
     # 4. Who the program runs as, and with which powers.
     explain.enter("4")
-    keep = {caps.cap_number(c) for c in spec.capabilities}
+    for r in proc.rlimits:
+        process.set_rlimit(r.type, r.soft, r.hard)
+    if proc.oom_score_adj is not None:
+        process.set_oom_score_adj(proc.oom_score_adj)
+    if proc.user.umask is not None:
+        os.umask(proc.user.umask)
+    sets = proc.capabilities
+    keep = {caps.cap_number(c) for c in (spec.capabilities if sets is None else sets.bounding)}
     if "capabilities" not in spec.skip:
         caps.drop_bounding_set(keep)
+    if sets is not None:
+        caps.keep_capabilities_across_setuid()
     user = proc.user
     try:
         process.set_identity(user.uid, user.gid, [user.gid] + user.additional_gids)
@@ -207,11 +251,17 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
         mapped = "" if spec.userns is None else " (is it mapped in the container's user namespace?)"
         raise MinirunError(f"cannot become uid {user.uid} gid {user.gid}: {e.strerror}{mapped}") \
             from None
-    if user.uid == 0 and "capabilities" not in spec.skip:
+    if sets is not None:
+        def numbers(names):
+            return {caps.cap_number(c) for c in names}
+        caps.set_capability_sets(numbers(sets.effective), numbers(sets.permitted),
+                                 numbers(sets.inheritable), numbers(sets.ambient))
+    elif user.uid == 0 and "capabilities" not in spec.skip:
         caps.limit_capabilities(keep)
     if spec.no_new_privileges:
         caps.set_no_new_privs()
-    caps.set_parent_death_signal(signal.SIGKILL)  # a change of uid cleared it
+    if handoff is None:
+        caps.set_parent_death_signal(signal.SIGKILL)  # a change of uid cleared it
     try:
         os.chdir(proc.cwd)
     except OSError as e:
@@ -225,6 +275,11 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
     path = process.find_executable(args[0], env.get("PATH"))
     if path is None:
         raise ExecError(f'exec: "{args[0]}": executable file not found in $PATH', 127)
+    if handoff is not None and handoff.exec_fifo is not None:
+        from minirun.runtime import hooks         # loaded in step 2, before pivot_root
+        wait_for_start(sock, handoff)
+        hooks.run(spec.hooks.start_container, {**handoff.state, "status": "running"},
+                  "startContainer")
     process.reset_signal_dispositions()
     attach_stdio(stdio, terminal)
     if program is not None:
@@ -239,20 +294,61 @@ def become_program(spec, proc, sock, stdio, terminal, program=None):
         raise ExecError(f'exec: "{args[0]}": {e.strerror}', 126)
 
 
+def wait_for_start(sock, handoff):
+    """An OCI `create` ends here: tell minirun we are ready (it writes the
+    state and exits), then block opening the exec FIFO for writing until
+    `start` opens it for reading — fifo(7). The byte we write tells `start`
+    we are on our way; everything that could fail has been done."""
+    sync.send(sock, sync.CREATED)
+    explain.step("open(exec.fifo, O_WRONLY): wait for `start`", "fifo(7)")
+    fd = os.open(fs.fd_path(handoff.exec_fifo), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(handoff.exec_fifo)
+
+
 def mount_volumes(spec, root):
     """-v, --tmpfs and the /etc files minirun writes, each target resolved
-    inside the root and mounted through its fd (fs.open_in_root)."""
+    inside the root and mounted through its fd (fs.open_in_root); for an
+    OCI bundle, every mount it lists, in its order. cgroup mounts wait
+    until we are in our cgroup namespace: returned for later."""
+    later = []
     for target, source in spec.etc_files.items():
         fs.bind_mount_in_root(root, source, target)
     for m in spec.mounts:
-        if m.type == "bind":
+        if m.type == "cgroup":
+            later.append(m)
+        elif m.type == "bind" and not m.flags:
             fs.bind_mount_in_root(root, m.source, m.target, readonly=m.readonly)
-        else:
+        elif m.type == "tmpfs" and not m.flags:
             fd = fs.open_in_root(root, m.target, make="dir")
             try:
                 fs.mount_tmpfs(fs.fd_path(fd), m.options or "mode=1777")
             finally:
                 os.close(fd)
+        else:
+            mount_by_options(root, m)
+    if not spec.standard_mounts and any(m.target.rstrip("/") == "/dev" and m.type != "bind"
+                                        for m in spec.mounts):
+        populate_dev(root, spec)
+    return later
+
+
+def mount_by_options(root, m):
+    """A mount as an OCI bundle writes it: a type and options by name."""
+    kind = "file" if m.type == "bind" and not os.path.isdir(m.source) else "dir"
+    fd = fs.open_in_root(root, m.target, make=kind)
+    try:
+        source = m.source if m.type == "bind" else (m.source or m.type)
+        fs.mount_with_options(source, fs.fd_path(fd), m.type, m.flags, m.options)
+    finally:
+        os.close(fd)
+    if m.type == "bind" and "ro" in m.flags:       # the remount went through the path: check it
+        fd = fs.open_in_root(root, m.target)
+        try:
+            fs.check_mounted_source(fd, m.source, m.target)
+        finally:
+            os.close(fd)
 
 
 def mount_pseudo_filesystems(root, spec):
@@ -271,23 +367,36 @@ def mount_pseudo_filesystems(root, spec):
             mount(fs.fd_path(fd))
         finally:
             os.close(fd)
-    devfd = fs.open_in_root(root, "dev")      # the fresh tmpfs: only what we put there
+    populate_dev(root, spec)
+    devfd = fs.open_in_root(root, "dev")
     dev = fs.fd_path(devfd)
-    for name, major, minor in DEVICES:
-        fs.make_device(os.path.join(dev, name), "c", major, minor)
-    for name, target in DEV_LINKS:
-        os.symlink(target, os.path.join(dev, name))
     for d in ("pts", "shm", "mqueue"):
         os.mkdir(os.path.join(dev, d))
     fs.mount_devpts(os.path.join(dev, "pts"), tty_gid=gid + 5)
     fs.mount_tmpfs(os.path.join(dev, "shm"), "mode=1777,size=65536k" + owner,
                    fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
     fs.mount_mqueue(os.path.join(dev, "mqueue"))
-    open(os.path.join(dev, "console"), "w").close()
     if spec.userns is not None:
         for name in os.listdir(dev):
             if name not in ("pts", "shm", "mqueue"):
                 os.chown(os.path.join(dev, name), uid, gid, follow_symlinks=False)
+    os.close(devfd)
+
+
+def populate_dev(root, spec):
+    """A fresh /dev tmpfs gets what every container has — null, zero, full,
+    random, urandom, tty, the /proc/self/fd links, a console to bind a
+    terminal on — and the devices the spec names (--device, an OCI
+    bundle's linux.devices)."""
+    devfd = fs.open_in_root(root, "dev")      # the fresh tmpfs: only what we put there
+    dev = fs.fd_path(devfd)
+    for name, major, minor in DEVICES:
+        if not os.path.lexists(os.path.join(dev, name)):
+            fs.make_device(os.path.join(dev, name), "c", major, minor)
+    for name, target in DEV_LINKS:
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(target, os.path.join(dev, name))
+    open(os.path.join(dev, "console"), "a").close()
     os.close(devfd)
     for d in spec.devices:
         parent = fs.open_in_root(root, os.path.dirname(d.path), make="dir")
@@ -299,7 +408,7 @@ def mount_pseudo_filesystems(root, spec):
             os.close(parent)
 
 
-def mount_cgroupfs(root, driver, readonly):
+def mount_cgroupfs(root, driver, target, readonly):
     """/sys/fs/cgroup as Docker gives it: the container's own cgroup as the
     root of each hierarchy (the cgroup namespace sees to that). The target
     lives in the sysfs just mounted: the kernel's, not the image's."""
@@ -307,7 +416,7 @@ def mount_cgroupfs(root, driver, readonly):
         return
     flags = fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC | (fs.MS_RDONLY if readonly else 0)
     try:
-        fd = fs.open_in_root(root, "sys/fs/cgroup")
+        fd = fs.open_in_root(root, target)
     except FileNotFoundError:
         return
     try:
@@ -317,7 +426,7 @@ def mount_cgroupfs(root, driver, readonly):
         fs.mount_tmpfs(fs.fd_path(fd), "mode=755", fs.MS_NOSUID | fs.MS_NODEV | fs.MS_NOEXEC)
     finally:
         os.close(fd)
-    fd = fs.open_in_root(root, "sys/fs/cgroup")     # now the tmpfs on top
+    fd = fs.open_in_root(root, target)               # now the tmpfs on top
     target = fs.fd_path(fd)
     try:
         hierarchies = {}
@@ -333,14 +442,21 @@ def mount_cgroupfs(root, driver, readonly):
         os.close(fd)
 
 
-def open_terminal(sock, console):
+def open_terminal(sock, console, handoff=None):
     """-t: a pty from the container's own devpts; the master goes to the
-    parent (as runc's --console-socket does); for PID 1 the slave is also
-    /dev/console."""
+    parent, or, handed off to an engine, over the console socket it gave
+    (SCM_RIGHTS, with the pty's name, as runc sends it); for PID 1 the
+    slave is also /dev/console."""
     master, slave = tty.open_pty()
     if console:
         fs.bind_mount(os.ttyname(slave), "/dev/console")
-    sync.send(sock, sync.PTY_MASTER, fd=master)
+    if handoff is not None and handoff.console is not None:
+        import socket
+        explain.step("sendmsg(console socket, SCM_RIGHTS [pty master])", "unix(7)")
+        socket.send_fds(socket.socket(fileno=handoff.console), [os.ttyname(slave).encode()],
+                        [master])
+    else:
+        sync.send(sock, sync.PTY_MASTER, fd=master)
     os.close(master)
     return slave
 

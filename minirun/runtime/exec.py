@@ -70,7 +70,8 @@ def exec_in(store, ref, command, env=(), workdir=None, user=None, tty=False, int
     return supervise(Running(child, master, pipes), relay_stdin=interactive)
 
 
-def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end, stdio):
+def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end, stdio,
+                               handoff=None):
     """setns(CLONE_NEWPID) moves only our future children, as unshare did for
     the container's PID 1; then fork, then come back. The child is born
     non-dumpable: it is a host process (the host's python) living in the
@@ -86,7 +87,7 @@ def fork_into_pid_namespace_of(pid, spec, proc, cgroup, parent_end, child_end, s
         explain.be("child")
         parent_end.close()
         from minirun.runtime.child import join_main
-        join_main(spec, proc, pid, cgroup, child_end, stdio)   # never returns
+        join_main(spec, proc, pid, cgroup, child_end, stdio, handoff)   # never returns
     setns(own, CLONE_NEWPID)
     set_dumpable(True)
     os.close(own)

@@ -57,16 +57,23 @@ def prepare(store_root, choice, capabilities):
         raise UsageError(f"seccomp profile {path}: {e.strerror}") from None
     except ValueError as e:
         raise UsageError(f"seccomp profile {path}: not valid JSON: {e}") from None
+    return compile_profile(profile, text, name, capabilities, os.path.join(store_root, "seccomp"))
+
+
+def compile_profile(profile, text, name, capabilities, directory):
+    """The BPF program of a parsed `profile` (its bytes: `text`) for a
+    container holding `capabilities`, kept in `directory` under a name
+    that hashes all three (and the machine), so each is compiled once."""
     caps = {c if c.startswith("CAP_") else "CAP_" + c for c in capabilities}
     default, arches, rules = rules_for(profile, caps, name)
     check_execve_allowed(default, rules, name)
     key = hashlib.sha256(text + repr((sorted(caps), os.uname().machine)).encode()).hexdigest()
-    program = os.path.join(store_root, "seccomp", key + ".bpf")
+    program = os.path.join(directory, key + ".bpf")
     size = os.path.getsize(program) if os.path.exists(program) else 0
     if size == 0 or size % 8:          # not there yet, or damaged: compile it (again)
         from minirun.linux.fs import write_atomic
         from minirun.linux.seccomp import compile_program
-        os.makedirs(os.path.dirname(program), exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
         write_atomic(program, compile_program(default, arches, rules))
     return SeccompFilter(name, program, len(rules))
 

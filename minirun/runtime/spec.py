@@ -44,22 +44,29 @@ SKIPPABLE = {
 
 @dataclass
 class Rootfs:
-    """An overlay: read-only image layers (top first) under a writable upper dir."""
+    """An overlay: read-only image layers (top first) under a writable upper
+    dir. With no layers, `mountpoint` is a directory someone else prepared
+    (an OCI bundle's rootfs) and is bound onto itself as it is."""
     layers: list[str]
     upperdir: str
     workdir: str
     mountpoint: str
     readonly: bool = False
+    propagation: str = "rprivate"   # of every mount, host's included, in the container's namespace
 
 
 @dataclass
 class Mount:
-    """A volume: `bind` of a host path, or a fresh `tmpfs`."""
-    type: str              # "bind" or "tmpfs"
+    """A volume: `bind` of a host path, or a fresh `tmpfs`. An OCI bundle
+    may also ask for proc, sysfs, devpts, mqueue and cgroup mounts, and for
+    mount flags by name (linux/fs.py's MOUNT_OPTIONS: nosuid, rbind,
+    rprivate...)."""
+    type: str              # "bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue" or "cgroup"
     target: str            # absolute path inside the container
     source: str = ""       # host path, for bind
     readonly: bool = False
-    options: str = ""      # tmpfs data, e.g. "size=64m,mode=1777"
+    options: str = ""      # filesystem data, e.g. tmpfs "size=64m,mode=1777"
+    flags: list[str] = field(default_factory=list)   # mount flags by name
 
 
 @dataclass
@@ -68,6 +75,27 @@ class User:
     gid: int = 0
     additional_gids: list[int] = field(default_factory=list)
     home: str = "/"
+    umask: int | None = None            # None: the one minirun was started with
+
+
+@dataclass
+class Rlimit:
+    """A resource limit set before execve — setrlimit(2): e.g. RLIMIT_NOFILE."""
+    type: str
+    soft: int
+    hard: int
+
+
+@dataclass
+class Capabilities:
+    """The five capability sets of capabilities(7), given one by one (an OCI
+    bundle does). Without them, a container's root holds spec.capabilities
+    in its bounding, permitted and effective sets, as Docker's does."""
+    bounding: list[str] = field(default_factory=list)
+    effective: list[str] = field(default_factory=list)
+    permitted: list[str] = field(default_factory=list)
+    inheritable: list[str] = field(default_factory=list)
+    ambient: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +106,9 @@ class Process:
     user: User = field(default_factory=User)
     tty: bool = False
     stdin: bool = False
+    rlimits: list[Rlimit] = field(default_factory=list)
+    capabilities: Capabilities | None = None
+    oom_score_adj: int | None = None    # how readily the OOM killer picks it, -1000..1000
 
 
 @dataclass
@@ -181,6 +212,31 @@ class SeccompFilter:
 
 
 @dataclass
+class Hook:
+    """A program an OCI bundle runs at a point of the lifecycle; it reads the
+    container's state (JSON) on its stdin and must finish within `timeout`
+    seconds (None: no limit)."""
+    path: str
+    args: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    timeout: int | None = None
+
+
+@dataclass
+class Hooks:
+    """When each runs, per the OCI runtime spec: create_runtime (and the old
+    prestart) in the runtime's namespaces once the container's exist;
+    create_container inside them, before pivot_root; start_container inside
+    the container just before its program; poststart after `start`;
+    poststop after `delete`."""
+    create_runtime: list[Hook] = field(default_factory=list)
+    create_container: list[Hook] = field(default_factory=list)
+    start_container: list[Hook] = field(default_factory=list)
+    poststart: list[Hook] = field(default_factory=list)
+    poststop: list[Hook] = field(default_factory=list)
+
+
+@dataclass
 class ContainerSpec:
     id: str
     rootfs: Rootfs
@@ -205,6 +261,18 @@ class ContainerSpec:
     userns: UserNamespace | None = None        # None: the host's (--userns=host)
     stop_signal: str = "SIGTERM"
     skip: tuple[str, ...] = ()                 # SKIPPABLE steps left out (run --skip)
+    # What an OCI bundle may say and a Docker-style container leaves to defaults:
+    standard_mounts: bool = True     # /proc, /sys, /dev, /sys/fs/cgroup as Docker mounts
+                                     # them; False: `mounts` is the whole list
+    domainname: str = ""
+    sysctl: dict[str, str] = field(default_factory=dict)
+    cgroup_path: str = ""            # "": minirun/<id>; "/a/b": that path in each hierarchy
+    hooks: Hooks = field(default_factory=Hooks)
+
+    @property
+    def cgroup(self):
+        """The container's cgroup, as the cgroup drivers name it."""
+        return self.cgroup_path or self.id
 
 
 def spec_to_dict(spec):
@@ -218,10 +286,15 @@ def spec_from_dict(d):
     d["rootfs"] = Rootfs(**d["rootfs"])
     process = dict(d["process"])
     process["user"] = User(**process["user"])
+    process["rlimits"] = [Rlimit(**r) for r in process.get("rlimits", [])]
+    if process.get("capabilities"):
+        process["capabilities"] = Capabilities(**process["capabilities"])
     d["process"] = Process(**process)
     d["mounts"] = [Mount(**m) for m in d["mounts"]]
     d["devices"] = [Device(**x) for x in d.get("devices", [])]
     d.setdefault("skip", ())
+    d["hooks"] = Hooks(**{when: [Hook(**h) for h in hooks]
+                          for when, hooks in d.get("hooks", {}).items()})
     resources = dict(d["resources"])
     if resources.get("devices") is not None:
         resources["devices"] = [DeviceRule(**r) for r in resources["devices"]]

@@ -14,9 +14,12 @@ bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
     4. setns(PID)     the parent's later children are born on the host again
     5. NAMESPACES_READY → put the child in its cgroup, wire its network
                           (bridge, veth, address, ports) while it mounts
-                          its root filesystem → CONTINUE
+                          its root filesystem; an OCI bundle's
+                          createRuntime hooks → CONTINUE
     6. PTY_MASTER     with -t, the child sends the terminal's master side
+                      (handed off: to the engine's console socket instead)
     7. end-of-file    the child's execve succeeded: the container runs
+                      (handed off: CREATED, the child waits for `start`)
     8. supervise      forward signals, relay the pipes or the terminal, waitpid(2)
     9. finish         was it killed for memory? remove the cgroup
 """
@@ -24,7 +27,7 @@ import os
 import signal
 import sys
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minirun.errors import MinirunError
 from minirun.linux import explain
@@ -42,6 +45,23 @@ class Running:
     pid: int                  # the container's PID 1, as the host sees it
     master: int | None = None  # the pty's master side, with -t
     pipes: tuple | None = None  # our ends of its stdin, stdout, stderr pipes (stdin may be None)
+
+
+@dataclass
+class Handoff:
+    """An OCI `create` (and `exec --detach`): minirun does not stay. The
+    child keeps the caller's stdio and `preserve_fds` more, sends its
+    terminal to the engine's `console` socket, gets no parent-death signal,
+    and — with an `exec_fifo` — waits just before execve until `start`
+    opens that FIFO (child.wait_for_start), as runc's exec.fifo works."""
+    exec_fifo: int | None = None    # an O_PATH fd of <state dir>/exec.fifo
+    console: int | None = None      # a unix socket connected to --console-socket
+    preserve_fds: int = 0           # fds 3 .. 3+N-1 go to the container too
+    state: dict = field(default_factory=dict)   # the OCI state, for the hooks
+
+    def fds(self):
+        return [fd for fd in (self.exec_fifo, self.console) if fd is not None] + \
+            list(range(3, 3 + self.preserve_fds))
 
 
 def attached_stdio(spec_process):
@@ -73,19 +93,20 @@ def release_signals():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
-def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
-    """Steps 0–7: returns once the container's program runs. `stdio`: the
-    container's fds 0-2 (see attached_stdio); the caller closes them after."""
+def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None), handoff=None):
+    """Steps 0–7: returns once the container's program runs (handed off:
+    once it waits for `start`). `stdio`: the container's fds 0-2 (see
+    attached_stdio); the caller closes them after."""
     explain.enter("0")
     if cgroup is not None:
         try:
-            cgroup.create(spec.id)
-            cgroup.apply(spec.id, spec.resources)
+            cgroup.create(spec.cgroup)
+            cgroup.apply(spec.cgroup, spec.resources)
         except OSError as e:
-            cgroup.destroy(spec.id)
+            cgroup.destroy(spec.cgroup)
             raise MinirunError(f"cgroup: {e}") from None
         except MinirunError:           # a kernel without what a limit needs (bpf(2)...)
-            cgroup.destroy(spec.id)
+            cgroup.destroy(spec.cgroup)
             raise
     explain.enter("1")
     parent_end, child_end = sync.channel()
@@ -93,10 +114,11 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
         owned = make_owned_namespaces(spec)
     except BaseException:
         if cgroup is not None:
-            cgroup.destroy(spec.id)
+            cgroup.destroy(spec.cgroup)
         raise
     try:
-        pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup, owned)
+        pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup, owned,
+                                          handoff)
     finally:
         close_all(owned.values())
     child_end.close()
@@ -105,22 +127,30 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None)):
         explain.enter("5")
         try:
             if cgroup is not None:
-                cgroup.add(spec.id, pid)
+                cgroup.add(spec.cgroup, pid)
             if spec.attachment is not None:
                 from minirun.network.connect import wire
                 wire(spec, pid)
+            if handoff is not None:
+                from minirun.runtime import hooks
+                state = {**handoff.state, "pid": pid}
+                hooks.run(spec.hooks.create_runtime, state, "createRuntime")
             sync.send(parent_end, sync.CONTINUE)
         except Exception:
             sync.raise_reported_error(parent_end)  # the child, mounting meanwhile, failed first?
             raise
         explain.enter("6")
-        master = sync.expect(parent_end, sync.PTY_MASTER) if spec.process.tty else None
+        to_us = spec.process.tty and (handoff is None or handoff.console is None)
+        master = sync.expect(parent_end, sync.PTY_MASTER) if to_us else None
         explain.enter("7")
-        sync.expect_exec(parent_end)
+        if handoff is None:
+            sync.expect_exec(parent_end)
+        else:
+            sync.expect(parent_end, sync.CREATED)
     except BaseException:
         kill_and_reap(pid)
         if cgroup is not None:
-            cgroup.destroy(spec.id)
+            cgroup.destroy(spec.cgroup)
         raise
     finally:
         parent_end.close()
@@ -132,9 +162,9 @@ def finish(spec, cgroup):
     explain.enter("9")
     if cgroup is None:
         return False
-    oom = cgroup.oom_killed(spec.id)
+    oom = cgroup.oom_killed(spec.cgroup)
     try:
-        cgroup.destroy(spec.id)
+        cgroup.destroy(spec.cgroup)
     except OSError as e:     # left for `minirun rm` to retry; the exit status matters more
         sys.stderr.write(f"minirun: warning: cgroup of {spec.id[:12]} not removed yet: {e}\n")
     return oom
@@ -152,13 +182,24 @@ def make_owned_namespaces(spec):
     return userns.make_user_namespace(spec.userns.uid_map, spec.userns.gid_map, owned)
 
 
-def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None, owned=None):
+def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None, owned=None,
+                                handoff=None):
     """Steps 2–4. unshare(CLONE_NEWPID) moves only the caller's future
     children, so the forked child is PID 1 there while minirun stays a host
-    process that can waitpid() it directly."""
+    process that can waitpid() it directly. (An OCI bundle may name a PID
+    namespace to join instead: setns(2) moves our future children the same way.)"""
     explain.enter("2")
-    own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if "pid" in spec.namespaces else None
-    if own_pidns is not None:
+    joined = spec.namespace_paths.get("pid")
+    own_pidns = None
+    if "pid" in spec.namespaces or joined:
+        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    if joined:
+        fd = os.open(joined, os.O_RDONLY)
+        try:
+            setns(fd, CLONE_NEWPID)
+        finally:
+            os.close(fd)
+    elif own_pidns is not None:
         unshare(CLONE_NEWPID)
     explain.enter("3")
     explain.step("fork()", "fork(2)")
@@ -166,7 +207,7 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None,
     if pid == 0:
         explain.be("child")
         parent_end.close()
-        child_main(spec, child_end, stdio, cgroup, owned or {})  # never returns
+        child_main(spec, child_end, stdio, cgroup, owned or {}, handoff)  # never returns
     explain.enter("4")
     if own_pidns is not None:
         setns(own_pidns, CLONE_NEWPID)

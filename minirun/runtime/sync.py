@@ -18,7 +18,15 @@ succeeded.
       │                                           │ user, capabilities, execve
       │ ◀──────────────────── end-of-file ────────│ (execve closed the socket)
       │            or ERROR <status> <message>    │ (and the child exits)
+
+An OCI `create` (a handoff, start.Handoff) ends one message early: the
+child, ready to execve, sends CREATED and blocks on the exec FIFO, and
+the parent writes the state and exits; `start` opens the FIFO later. What
+goes wrong after CREATED can only go to the container's stderr.
+
+      │ ◀──────────────────── CREATED ────────────│ then: open(exec.fifo) blocks
 """
+import os
 import socket
 
 from minirun.errors import ExecError, MinirunError
@@ -26,6 +34,7 @@ from minirun.errors import ExecError, MinirunError
 NAMESPACES_READY = b"namespaces-ready"
 CONTINUE = b"continue"
 PTY_MASTER = b"pty-master"
+CREATED = b"created"
 ERROR = b"error"
 _MAX = 65536
 
@@ -46,8 +55,11 @@ def send_error(sock, message, exit_code=125):
     """Child side: report why the start failed; the parent raises it."""
     try:
         sock.send(ERROR + b" %d " % exit_code + message.encode(errors="replace")[:_MAX - 32])
-    except OSError:
-        pass
+    except OSError:            # no parent any more (after CREATED): our stderr is all there is
+        try:
+            os.write(2, f"minirun: {message}\n".encode(errors="replace"))
+        except OSError:
+            pass
 
 
 def receive(sock, flags=0):

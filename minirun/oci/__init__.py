@@ -1,0 +1,1 @@
+"""The OCI door: runc's command line over OCI bundles (config.json → ContainerSpec)."""

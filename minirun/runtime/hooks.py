@@ -1,0 +1,34 @@
+"""OCI hooks: programs a bundle's config.json asks the runtime to run at
+points of a container's life (spec.Hooks says which, and when).
+
+Each runs with the container's state (the OCI state JSON) on its stdin,
+its own args and env, and a timeout; one that fails, or overruns, stops
+what it guards (a create-time hook fails the create). poststart and
+poststop failures are only warned about: the container has already
+started or gone.
+"""
+import json
+import subprocess
+
+from minirun.errors import MinirunError
+from minirun.linux import explain
+
+
+def run(hooks, state, when):
+    """Run each hook of `hooks` in order, the container's `state` on stdin."""
+    for hook in hooks:
+        explain.step(f"{when} hook: {hook.path} {hook.args[1:]}", "OCI runtime spec: hooks")
+        try:
+            done = subprocess.run(hook.args or [hook.path], executable=hook.path,
+                                  env=dict(e.split("=", 1) for e in hook.env if "=" in e),
+                                  input=json.dumps(state).encode(), timeout=hook.timeout,
+                                  capture_output=True)
+        except subprocess.TimeoutExpired:
+            raise MinirunError(f"{when} hook {hook.path}: still running after "
+                               f"{hook.timeout} s (its timeout): killed") from None
+        except OSError as e:
+            raise MinirunError(f"{when} hook {hook.path}: {e.strerror}") from None
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise MinirunError(f"{when} hook {hook.path} failed (exit status "
+                               f"{done.returncode})" + (f": {said[-1]}" if said else ""))
