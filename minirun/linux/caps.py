@@ -79,7 +79,9 @@ def set_capability_sets(effective, permitted, inheritable, ambient):
                    ([n for n in everything if n not in effective], prctl.CAP_EFFECTIVE, False),
                    ([n for n in everything if n in inheritable], prctl.CAP_INHERITABLE, True),
                    ([n for n in everything if n not in inheritable], prctl.CAP_INHERITABLE, False))
-    for n in sorted(ambient):
+    # The kernel keeps an ambient capability only if it is permitted and
+    # inheritable too (capabilities(7)); like runc, raise those and skip the rest.
+    for n in sorted(set(ambient) & set(permitted) & set(inheritable)):
         cap_ambient_raise(n)
 
 

@@ -55,18 +55,25 @@ def mount_flags(names):
 
 
 def mount_with_options(source, target, fstype, names, data=""):
-    """mount(2) with options given by name, as an OCI bundle lists them. A
-    bind mount ignores most flags when it is made, so they take a remount;
-    a propagation type is a mount(2) call of its own."""
-    flags, propagation, extra = mount_flags(names)
+    """mount(2) with options given by name, as an OCI bundle lists them.
+    For a bind mount this only attaches it: its flags and any propagation
+    are set by adjust_mount(), on the new mount."""
+    flags, _, extra = mount_flags(names)
     data = ",".join(d for d in (data, extra) if d)
     if fstype == "bind":
         mount(source, target, None, flags & (MS_BIND | MS_REC) or MS_BIND)
-        rest = flags & ~(MS_BIND | MS_REC)
-        if rest:
-            mount(None, target, None, MS_BIND | MS_REMOUNT | rest)
     else:
         mount(source, target, fstype, flags, data or None)
+
+
+def adjust_mount(target, fstype, names):
+    """The second half of mount_with_options, on the mount now at `target`:
+    a bind mount ignores flags when it is made, so they take a remount;
+    a propagation type is a mount(2) call of its own."""
+    flags, propagation, _ = mount_flags(names)
+    rest = flags & ~(MS_BIND | MS_REC)
+    if fstype == "bind" and rest:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | rest)
     for p in propagation:
         mount(None, target, None, p)
 

@@ -232,6 +232,11 @@ def become_program(spec, proc, sock, stdio, terminal, program=None, handoff=None
     """Steps 4 and 5, shared by a container's first process and by exec."""
     # 4. Who the program runs as, and with which powers.
     explain.enter("4")
+    if program is not None and not spec.no_new_privileges:
+        # Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it
+        # now, while we hold it (as runc does); the profile must then allow
+        # what the steps below call.
+        seccomp.load(program, spec.seccomp.rules, spec.seccomp.profile)
     for r in proc.rlimits:
         process.set_rlimit(r.type, r.soft, r.hard)
     if proc.oom_score_adj is not None:
@@ -282,7 +287,7 @@ def become_program(spec, proc, sock, stdio, terminal, program=None, handoff=None
                   "startContainer")
     process.reset_signal_dispositions()
     attach_stdio(stdio, terminal)
-    if program is not None:
+    if program is not None and spec.no_new_privileges:
         # Last before execve, after no_new_privs, as runc does: from here on
         # the kernel checks every system call against the profile.
         seccomp.load(program, spec.seccomp.rules, spec.seccomp.profile)
@@ -335,7 +340,9 @@ def mount_volumes(spec, root):
 
 
 def mount_by_options(root, m):
-    """A mount as an OCI bundle writes it: a type and options by name."""
+    """A mount as an OCI bundle writes it: a type and options by name. The
+    new mount is opened again to adjust it: the first fd still leads to
+    what was beneath (and a bind must still be the source we mounted)."""
     kind = "file" if m.type == "bind" and not os.path.isdir(m.source) else "dir"
     fd = fs.open_in_root(root, m.target, make=kind)
     try:
@@ -343,12 +350,13 @@ def mount_by_options(root, m):
         fs.mount_with_options(source, fs.fd_path(fd), m.type, m.flags, m.options)
     finally:
         os.close(fd)
-    if m.type == "bind" and "ro" in m.flags:       # the remount went through the path: check it
-        fd = fs.open_in_root(root, m.target)
-        try:
+    fd = fs.open_in_root(root, m.target)
+    try:
+        if m.type == "bind":
             fs.check_mounted_source(fd, m.source, m.target)
-        finally:
-            os.close(fd)
+        fs.adjust_mount(fs.fd_path(fd), m.type, m.flags)
+    finally:
+        os.close(fd)
 
 
 def mount_pseudo_filesystems(root, spec):

@@ -8,6 +8,8 @@ poststop failures are only warned about: the container has already
 started or gone.
 """
 import json
+import os
+import signal
 import subprocess
 
 from minirun.errors import MinirunError
@@ -19,16 +21,20 @@ def run(hooks, state, when):
     for hook in hooks:
         explain.step(f"{when} hook: {hook.path} {hook.args[1:]}", "OCI runtime spec: hooks")
         try:
-            done = subprocess.run(hook.args or [hook.path], executable=hook.path,
-                                  env=dict(e.split("=", 1) for e in hook.env if "=" in e),
-                                  input=json.dumps(state).encode(), timeout=hook.timeout,
-                                  capture_output=True)
-        except subprocess.TimeoutExpired:
-            raise MinirunError(f"{when} hook {hook.path}: still running after "
-                               f"{hook.timeout} s (its timeout): killed") from None
+            proc = subprocess.Popen(hook.args or [hook.path], executable=hook.path,
+                                    env=dict(e.split("=", 1) for e in hook.env if "=" in e),
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True)
         except OSError as e:
             raise MinirunError(f"{when} hook {hook.path}: {e.strerror}") from None
-        if done.returncode != 0:
-            said = done.stderr.decode(errors="replace").strip().splitlines()
+        try:
+            _, err = proc.communicate(json.dumps(state).encode(), timeout=hook.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)       # the hook and whatever it started
+            proc.communicate()
+            raise MinirunError(f"{when} hook {hook.path}: still running after "
+                               f"{hook.timeout} s (its timeout): killed") from None
+        if proc.returncode != 0:
+            said = err.decode(errors="replace").strip().splitlines()
             raise MinirunError(f"{when} hook {hook.path} failed (exit status "
-                               f"{done.returncode})" + (f": {said[-1]}" if said else ""))
+                               f"{proc.returncode})" + (f": {said[-1]}" if said else ""))

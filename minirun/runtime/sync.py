@@ -28,6 +28,7 @@ goes wrong after CREATED can only go to the container's stderr.
 """
 import os
 import socket
+import sys
 
 from minirun.errors import ExecError, MinirunError
 
@@ -65,7 +66,12 @@ def send_error(sock, message, exit_code=125):
 def receive(sock, flags=0):
     """(message, fd or None); message b'' at end-of-file. An ERROR message
     from the other side is raised here as the error it describes."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX, 1, flags)
+    # recvmsg(2) itself: socket.recv_fds drops `flags` (CPython 3.11), and
+    # raise_reported_error must not block on a child that is still working
+    data, ancillary, _flags, _addr = sock.recvmsg(_MAX, socket.CMSG_LEN(4), flags)
+    fds = [int.from_bytes(payload[:4], sys.byteorder, signed=True)
+           for level, kind, payload in ancillary
+           if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
     if data.startswith(ERROR + b" "):
         _, code, text = data.split(b" ", 2)
         code, text = int(code), text.decode(errors="replace")
