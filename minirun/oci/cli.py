@@ -212,18 +212,22 @@ def exec_(process_file, detach, pid_file, console_socket, tty, cwd, env, user, a
     return rt.exec(container_id, process, detach, pid_file, console_socket, preserve_fds, nnp)
 
 
-def read_process(path):
-    from minirun.oci.config import BundleError, Fields, translate_process
+def read_json_argument(flag, path):
+    """The JSON document a flag names: a file, or '-' for stdin."""
     try:
         if path == "-":
-            obj = json.load(sys.stdin)
-        else:
-            with open(path) as f:
-                obj = json.load(f)
+            return json.load(sys.stdin)
+        with open(path) as f:
+            return json.load(f)
     except OSError as e:
-        raise MinirunError(f"--process {path}: {e.strerror}") from None
+        raise MinirunError(f"{flag} {path}: {e.strerror}") from None
     except ValueError as e:
-        raise MinirunError(f"--process {path}: not valid JSON: {e}") from None
+        raise MinirunError(f"{flag} {path}: not valid JSON: {e}") from None
+
+
+def read_process(path):
+    from minirun.oci.config import BundleError, Fields, translate_process
+    obj = read_json_argument("--process", path)
     try:
         fields = Fields(obj, "")
         return translate_process(fields), fields.get("noNewPrivileges", bool, False)
@@ -350,26 +354,11 @@ def update(resources_file, memory, memory_swap, cpu_quota, cpu_period, cpu_share
            pids_limit, blkio_weight, container_id):
     """Change a container's cgroup limits."""
     from minirun.oci.config import BundleError, Fields, translate_resources
-    obj = {}
-    if resources_file:
-        try:
-            if resources_file == "-":
-                obj = json.load(sys.stdin)
-            else:
-                with open(resources_file) as f:
-                    obj = json.load(f)
-        except OSError as e:
-            raise MinirunError(f"--resources {resources_file}: {e.strerror}") from None
-        except ValueError as e:
-            raise MinirunError(f"--resources {resources_file}: not valid JSON: {e}") from None
-    for flag, path, value in (("memory", ("memory", "limit"), memory),
-                              ("memory-swap", ("memory", "swap"), memory_swap),
-                              ("cpu-quota", ("cpu", "quota"), cpu_quota),
-                              ("cpu-period", ("cpu", "period"), cpu_period),
-                              ("cpu-share", ("cpu", "shares"), cpu_share),
-                              ("cpuset-cpus", ("cpu", "cpus"), cpuset_cpus),
-                              ("pids-limit", ("pids", "limit"), pids_limit),
-                              ("blkio-weight", ("blockIO", "weight"), blkio_weight)):
+    obj = read_json_argument("--resources", resources_file) if resources_file else {}
+    for path, value in ((("memory", "limit"), memory), (("memory", "swap"), memory_swap),
+                        (("cpu", "quota"), cpu_quota), (("cpu", "period"), cpu_period),
+                        (("cpu", "shares"), cpu_share), (("cpu", "cpus"), cpuset_cpus),
+                        (("pids", "limit"), pids_limit), (("blockIO", "weight"), blkio_weight)):
         if value is not None:
             obj.setdefault(path[0], {})[path[1]] = value
     try:
