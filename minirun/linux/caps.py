@@ -20,6 +20,9 @@ def last_cap():
 
 
 _NUMBERS = {name.upper(): number for name, number in zip(prctl.ALL_CAP_NAMES, prctl.ALL_CAPS)}
+# python-prctl predates CAP_CHECKPOINT_RESTORE (Linux 5.9): it calls 40 "last_cap".
+if _NUMBERS.pop("LAST_CAP", None) == 40:
+    _NUMBERS["CHECKPOINT_RESTORE"] = 40
 _NAMES = {number: name for name, number in _NUMBERS.items()}
 
 

@@ -104,7 +104,16 @@ class CgroupV2:
     NEEDS = (("memory", "memory", "--memory"), ("memory_swap", "memory", "--memory-swap"),
              ("cpu_quota", "cpu", "--cpus"), ("cpu_shares", "cpu", "--cpu-shares"),
              ("cpuset_cpus", "cpuset", "--cpuset-cpus"), ("pids_limit", "pids", "--pids-limit"),
-             ("blkio_weight", "io", "--blkio-weight"))
+             ("blkio_weight", "io", "--blkio-weight"),
+             ("memory_reservation", "memory", "memory.reservation"),
+             ("cpuset_mems", "cpuset", "cpu.mems"),
+             ("blkio_weight_device", "io", "blockIO.weightDevice"),
+             ("blkio_throttle", "io", "blockIO.throttle*Device"))
+    IO_MAX_KEYS = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops",
+                   "write_iops": "wiops"}
+    V1_ONLY = (("memory_swappiness", "memory.swappiness"), ("kernel_tcp", "memory.kernelTCP"),
+               ("oom_kill_disable", "memory.disableOOMKiller"),
+               ("cpu_rt_period", "cpu.realtimePeriod"), ("cpu_rt_runtime", "cpu.realtimeRuntime"))
 
     def create(self, name):
         """mkdir the container's cgroup, enabling controllers on the way down,
@@ -143,6 +152,9 @@ class CgroupV2:
                 raise OSError(f"{flag} needs the cgroup v2 {controller} controller, which "
                               f"{self.root} does not delegate to minirun (cgroup.controllers: "
                               f"{offered}): enable it there, or leave out {flag}")
+        for attr, what in self.V1_ONLY:
+            if getattr(r, attr) not in (None, False):
+                raise OSError(f"{what}: cgroup v2 has no such setting: leave it out")
 
     def apply(self, name, r):
         self.check_delegated(name, r)
@@ -157,12 +169,20 @@ class CgroupV2:
             _write(f"{p}/cpu.max", f"{r.cpu_quota} {r.cpu_period}")
         if r.cpu_shares is not None:
             _write(f"{p}/cpu.weight", shares_to_weight(r.cpu_shares))
+        if r.memory_reservation is not None:
+            _write(f"{p}/memory.low", r.memory_reservation)
         if r.cpuset_cpus is not None:
             _write(f"{p}/cpuset.cpus", r.cpuset_cpus)
+        if r.cpuset_mems is not None:
+            _write(f"{p}/cpuset.mems", r.cpuset_mems)
         if r.pids_limit is not None:
             _write(f"{p}/pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
         if r.blkio_weight is not None:
             _write(f"{p}/io.weight", f"default {blkio_to_io_weight(r.blkio_weight)}")
+        for major, minor, weight in r.blkio_weight_device or ():
+            _write(f"{p}/io.weight", f"{major}:{minor} {blkio_to_io_weight(weight)}")
+        for which, major, minor, rate in r.blkio_throttle or ():
+            _write(f"{p}/io.max", f"{major}:{minor} {self.IO_MAX_KEYS[which]}={rate}")
         if r.devices is not None:
             # v2 has no devices controller: an eBPF program decides instead.
             from minirun.linux import devicefilter
@@ -256,19 +276,39 @@ class CgroupV1:
             if os.path.exists(memsw):
                 swap = r.memory if r.memory_swap is None else r.memory_swap
                 self._set("memory", name, "memory.memsw.limit_in_bytes", swap)
+        for attr, filename in (("memory_reservation", "memory.soft_limit_in_bytes"),
+                               ("memory_swappiness", "memory.swappiness"),
+                               ("kernel_tcp", "memory.kmem.tcp.limit_in_bytes")):
+            if getattr(r, attr) is not None:
+                self._set("memory", name, filename, getattr(r, attr))
+        if r.oom_kill_disable:
+            self._set("memory", name, "memory.oom_control", 1)
         if r.cpu_quota is not None:
             self._set("cpu", name, "cpu.cfs_period_us", r.cpu_period)
             self._set("cpu", name, "cpu.cfs_quota_us", r.cpu_quota)
         if r.cpu_shares is not None:
             self._set("cpu", name, "cpu.shares", r.cpu_shares)
+        if r.cpu_rt_period is not None:
+            self._set("cpu", name, "cpu.rt_period_us", r.cpu_rt_period)
+        if r.cpu_rt_runtime is not None:
+            self._set("cpu", name, "cpu.rt_runtime_us", r.cpu_rt_runtime)
         if r.cpuset_cpus is not None:
             self._set("cpuset", name, "cpuset.cpus", r.cpuset_cpus)
+        if r.cpuset_mems is not None:
+            self._set("cpuset", name, "cpuset.mems", r.cpuset_mems)
         if r.pids_limit is not None:
             self._set("pids", name, "pids.max", "max" if r.pids_limit <= 0 else r.pids_limit)
         if r.blkio_weight is not None:
             if not os.path.exists(os.path.join(self.path(name, "blkio"), "blkio.weight")):
                 raise OSError("--blkio-weight: this host's I/O scheduler has no blkio.weight")
             self._set("blkio", name, "blkio.weight", r.blkio_weight)
+        for major, minor, weight in r.blkio_weight_device or ():
+            if not os.path.exists(os.path.join(self.path(name, "blkio"), "blkio.weight_device")):
+                raise OSError("blockIO.weightDevice: this host's I/O scheduler has no "
+                              "blkio.weight_device")
+            self._set("blkio", name, "blkio.weight_device", f"{major}:{minor} {weight}")
+        for which, major, minor, rate in r.blkio_throttle or ():
+            self._set("blkio", name, f"blkio.throttle.{which}_device", f"{major}:{minor} {rate}")
         if r.devices is not None:
             # Deny everything, then allow the list, rule by rule.
             self._set("devices", name, "devices.deny", "a")
@@ -352,7 +392,8 @@ def detect(mountinfo="/proc/self/mountinfo"):
             if fstype == "cgroup":
                 for opt in options:
                     if opt in CgroupV1.CONTROLLERS:
-                        v1[opt] = mountpoint
+                        v1.setdefault(opt, mountpoint)   # the host's, listed before any
+                                                         # a container mounted in its table
             elif fstype == "cgroup2" and v2 is None:
                 v2 = mountpoint
     if v1.get("memory"):

@@ -91,10 +91,19 @@ def write_atomic(path, data):
 
 
 def make_mounts_private(propagation=MS_REC | MS_PRIVATE):
-    """Stop mount events propagating between this namespace and the host's —
-    mount(2) with MS_PRIVATE, see mount_namespaces(7). (An OCI bundle may
-    ask for rslave or rshared instead: its rootfsPropagation.)"""
+    """Stop mount events propagating from this namespace to the host's —
+    mount(2) with MS_PRIVATE, see mount_namespaces(7). (MS_SLAVE lets the
+    host's own mounts still reach us, one way.)"""
     mount(None, "/", None, propagation)
+
+
+def set_root_propagation(name):
+    """An OCI bundle's rootfsPropagation, applied to the container's own `/`
+    once pivot_root has made it so — mount(2), mount_namespaces(7). The tree
+    below was made private or slave before: "shared" is shared among the
+    container's own mounts (and still a slave of the host's), never a way
+    for its mounts to reach the host."""
+    mount(None, "/", None, PROPAGATION[name])
 
 
 def mount_overlay(lowerdirs, upperdir, workdir, target):
@@ -147,13 +156,18 @@ def mount_mqueue(target):
     mount("mqueue", target, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def make_device(path, kind, major, minor, mode=0o666, dir_fd=None):
-    """Create a character (c) or block (b) device node — mknod(2)."""
-    fmt = stat.S_IFCHR if kind == "c" else stat.S_IFBLK
-    explain.step(f'mknod("{path}", S_IF{"CHR" if kind == "c" else "BLK"}|{mode:o}, '
-                 f'makedev({major}, {minor}))', "mknod(2)")
-    os.mknod(path, fmt | mode, os.makedev(major, minor), dir_fd=dir_fd)
+NODE_TYPES = {"c": ("CHR", stat.S_IFCHR), "b": ("BLK", stat.S_IFBLK), "p": ("IFO", stat.S_IFIFO)}
+
+
+def make_device(path, kind, major, minor, mode=0o666, dir_fd=None, owner=(0, 0)):
+    """Create a character (c) or block (b) device node, or a FIFO (p) —
+    mknod(2)."""
+    name, fmt = NODE_TYPES[kind]
+    explain.step(f'mknod("{path}", S_IF{name}|{mode:o}, makedev({major}, {minor}))', "mknod(2)")
+    os.mknod(path, fmt | mode, os.makedev(major, minor) if kind != "p" else 0, dir_fd=dir_fd)
     os.chmod(path, mode, dir_fd=dir_fd)  # mknod's mode is filtered by the umask
+    if owner != (0, 0):
+        os.chown(path, *owner, dir_fd=dir_fd)
 
 
 def pivot_into(new_root):
@@ -182,8 +196,17 @@ def chroot_into(new_root):
 def detach(target):
     """Lazily unmount `target` and every mount below it, if it is a mount
     point — umount2(2) with MNT_DETACH."""
-    if os.path.ismount(target):
+    if is_mount_point(target):
         umount(target, MNT_DETACH)
+
+
+def is_mount_point(path):
+    """Whether something is mounted on `path`, as our mount table lists it —
+    proc_pid_mountinfo(5). (os.path.ismount misses a directory bound onto
+    itself: same device as its parent.)"""
+    escaped = os.path.realpath(path).replace("\\", "\\134").replace(" ", "\\040")
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split(" ", 5)[4] == escaped for line in f)
 
 
 def mask_path(path):
@@ -294,6 +317,8 @@ def check_cwd_inside_root():
     CVE-2024-21626 family) is outside it, and getcwd(3) then fails."""
     try:
         os.getcwd()
-    except OSError:
+    except FileNotFoundError:      # glibc's word for the kernel's "(unreachable)/..."
         raise MinirunError("the working directory is outside the container's root: "
                            "refusing to start") from None
+    except OSError:
+        pass                       # getcwd denied (a seccomp profile may): cannot tell

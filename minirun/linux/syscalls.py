@@ -89,6 +89,21 @@ def setns(fd, nstype=0):
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), call)
 
 
+def join_namespace(path, ns):
+    """setns(2) into the `ns` namespace that `path` names (/proc/PID/ns/...,
+    or a file one was bound on); the error says which path failed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise KernelError(f"cannot join the {ns} namespace at {path}: {e.strerror}") from None
+    try:
+        setns(fd, NAMESPACE_FLAGS[ns])
+    except KernelError as e:
+        raise KernelError(f"cannot join the {ns} namespace at {path} (is it one?): {e}") from None
+    finally:
+        os.close(fd)
+
+
 def mount(source, target, fstype=None, flags=0, data=None):
     """Attach a filesystem, or change a mount's flags or propagation — mount(2)."""
     def show(s):

@@ -80,8 +80,8 @@ def log():
     return click.get_current_context().find_root().obj
 
 
-def say(warning):
-    if warning:
+def say(warnings):
+    for warning in warnings:
         log().warning(warning)
 
 
@@ -152,7 +152,11 @@ def run(bundle, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds
     from minirun.runtime.start import wait_exit_status
     rt = runtime()
     pid = rt.create(container_id, bundle, pid_file, console_socket, no_pivot, preserve_fds)
-    say(rt.start(container_id))
+    try:
+        say(rt.start(container_id))
+    except BaseException:
+        rt.delete(container_id, force=True)     # as runc: a run that did not start leaves nothing
+        raise
     if detach:
         return 0
     code = wait_exit_status(pid)        # our own child: create forked it

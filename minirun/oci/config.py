@@ -146,9 +146,13 @@ def translate(config, bundle, cid, state_dir):
         cgroup_path=cgroup_path,
         hooks=translate_hooks(top.sub("hooks")),
     )
-    if spec.hostname and "uts" not in namespaces:
-        raise BundleError("config.json: hostname: set, but the container has no new uts "
-                          "namespace to set it in")
+    if spec.hostname and not spec.has_own("uts"):
+        raise BundleError("config.json: hostname: set, but the container has no uts "
+                          "namespace of its own to set it in")
+    if not spec.has_own("mount"):
+        # The host's mount namespace: pivot_root would move the host's own
+        # root, so chroot(2), as runc does; delete unmounts what it mounted.
+        spec.skip = ("mount-namespace", "pivot-root")
     annotations = top.get("annotations", dict, {})
     return spec, linux.get("seccomp", dict), annotations
 
@@ -227,9 +231,6 @@ def translate_namespaces(linux):
         if name in new or name in paths:
             raise BundleError(f"config.json: {ns.at('type')}: namespace {kind!r} given twice")
         path = ns.get("path", str, "")
-        if path and name == "user":
-            raise BundleError(f"config.json: {ns.at('path')}: joining a user namespace is not "
-                              f"supported by minirun")
         if path:
             paths[name] = path
         else:
@@ -246,10 +247,7 @@ def translate_namespaces(linux):
         userns = UserNamespace(uid_map, gid_map, layers="as-is")
     elif uid_map or gid_map:
         raise BundleError("config.json: linux.uidMappings: mappings given, but no new user "
-                          "namespace in linux.namespaces")
-    if "mount" not in new:
-        raise BundleError("config.json: linux.namespaces: minirun needs a new mount namespace "
-                          "to give the container its root")
+                          "namespace in linux.namespaces (one joined by path has its own)")
     return tuple(new), paths, userns
 
 
@@ -283,10 +281,11 @@ def translate_devices(linux):
     for d in linux.items("devices"):
         path = d.get("path", str, required=True)
         kind = d.get("type", str, required=True)
-        if kind not in ("c", "b", "u"):
-            raise BundleError(f"config.json: {d.at('type')}: want c, b or u, got {kind!r}")
+        if kind not in ("c", "b", "u", "p"):
+            raise BundleError(f"config.json: {d.at('type')}: want c, b, u or p, got {kind!r}")
         devices.append(Device(path, "c" if kind == "u" else kind, d.get("major", int, 0),
-                              d.get("minor", int, 0), d.get("fileMode", int, 0o666)))
+                              d.get("minor", int, 0), d.get("fileMode", int, 0o666),
+                              d.get("uid", int, 0), d.get("gid", int, 0)))
     return devices
 
 
@@ -294,16 +293,23 @@ def translate_resources(r, devices=()):
     """linux.resources → Resources; also `update --resources FILE`. What is
     not given stays as it is (devices None: no device rules)."""
     memory, cpu = r.sub("memory"), r.sub("cpu")
-    for key in ("reservation", "kernel", "kernelTCP"):
-        memory.refuse(key, "not supported by minirun")
-    for key in ("realtimeRuntime", "realtimePeriod", "idle", "burst"):
+    for key in ("idle", "burst"):
         cpu.refuse(key, "not supported by minirun")
     for key in ("hugepageLimits", "network", "rdma", "unified"):
         r.refuse(key, "not supported by minirun")
     block = r.sub("blockIO")
-    for key in ("leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
-                "throttleReadIOPSDevice", "throttleWriteIOPSDevice"):
-        block.refuse(key, "not supported by minirun")
+    block.refuse("leafWeight", "no kernel since 5.0 has it (it went with the CFQ scheduler)")
+    weight_device = [[d.get("major", int, required=True), d.get("minor", int, required=True),
+                      d.get("weight", int, required=True)] for d in block.items("weightDevice")]
+    for d in block.items("weightDevice"):
+        d.refuse("leafWeight", "no kernel since 5.0 has it (it went with the CFQ scheduler)")
+    throttle = [[which, d.get("major", int, required=True), d.get("minor", int, required=True),
+                 d.get("rate", int, required=True)]
+                for which, key in (("read_bps", "throttleReadBpsDevice"),
+                                   ("write_bps", "throttleWriteBpsDevice"),
+                                   ("read_iops", "throttleReadIOPSDevice"),
+                                   ("write_iops", "throttleWriteIOPSDevice"))
+                for d in block.items(key)]
     quota = cpu.get("quota", int)
     limit = memory.get("limit", int)
     res = Resources(
@@ -315,9 +321,20 @@ def translate_resources(r, devices=()):
         cpuset_cpus=cpu.get("cpus", str) or None,
         pids_limit=r.sub("pids").get("limit", int),
         blkio_weight=block.get("weight", int),
+        memory_reservation=memory.get("reservation", int),
+        memory_swappiness=memory.get("swappiness", int),
+        kernel_tcp=memory.get("kernelTCP", int),
+        oom_kill_disable=memory.get("disableOOMKiller", bool, False),
+        cpuset_mems=cpu.get("mems", str) or None,
+        cpu_rt_period=cpu.get("realtimePeriod", int),
+        cpu_rt_runtime=cpu.get("realtimeRuntime", int),
+        blkio_weight_device=weight_device or None,
+        blkio_throttle=throttle or None,
         devices=None)
-    if cpu.get("mems", str):
-        raise BundleError(f"config.json: {cpu.at('mems')}: not supported by minirun")
+    # memory.kernel is deprecated by the runtime spec (1.2) and ignored by
+    # the kernel since 5.16 (memory.kmem.limit_in_bytes takes no effect):
+    # accepted and not applied, as runc does.
+    memory.get("kernel", int)
     rules = r.items("devices")
     if rules:
         res.devices = translate_device_rules(rules, devices)
@@ -348,7 +365,7 @@ def translate_device_rules(rules, devices):
                               f"of r, w, m")
         allowed.append(DeviceRule(kind, r.get("major", int), r.get("minor", int), access))
     allowed += [rule for rule in DEFAULT_DEVICE_RULES if rule not in allowed]
-    allowed += [DeviceRule(d.type, d.major, d.minor) for d in devices]
+    allowed += [DeviceRule(d.type, d.major, d.minor) for d in devices if d.type != "p"]
     return allowed
 
 
@@ -369,7 +386,7 @@ def translate_hooks(h):
                 raise BundleError(f"config.json: {hook.at('timeout')}: want more than 0 seconds")
             out.append(Hook(path, hook.strings("args"), hook.strings("env"), timeout))
         return out
-    return Hooks(create_runtime=hooks("prestart") + hooks("createRuntime"),
+    return Hooks(create_runtime=hooks("createRuntime"), prestart=hooks("prestart"),
                  create_container=hooks("createContainer"),
                  start_container=hooks("startContainer"),
                  poststart=hooks("poststart"), poststop=hooks("poststop"))

@@ -27,6 +27,7 @@ import stat
 import time
 
 from minirun.errors import ContainerNotFound, MinirunError, UsageError
+from minirun.linux import fs
 from minirun.linux.fs import write_atomic
 from minirun.linux.process import process_start_time
 from minirun.oci import config as bundles
@@ -128,10 +129,11 @@ class Runtime:
         config = bundles.read_config(bundle)
         spec, seccomp, annotations = bundles.translate(config, bundle, cid, d)
         spec.cgroup_path = self.cgroup_path(spec.cgroup_path, cid)
-        if no_pivot:
-            spec.skip = ("pivot-root",)
+        if no_pivot and "pivot-root" not in spec.skip:
+            spec.skip = (*spec.skip, "pivot-root")
         if spec.process.tty and console_socket is None:
             raise UsageError("process.terminal is true: give --console-socket for its pty")
+        check_capabilities_held(spec.process)
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         try:
             os.mkdir(d, 0o711)
@@ -142,7 +144,8 @@ class Runtime:
             if seccomp is not None:
                 spec.seccomp = compile_seccomp(seccomp, spec, d)
             fifo = os.path.join(d, "exec.fifo")
-            os.mkfifo(fifo, 0o622)
+            os.mkfifo(fifo)
+            os.chmod(fifo, 0o622)       # past the umask: a remapped root opens it as "others"
             fds.append(os.open(fifo, os.O_PATH | os.O_CLOEXEC))
             console = connect(console_socket) if console_socket else None
             if console is not None:
@@ -167,12 +170,19 @@ class Runtime:
         return running.pid
 
     def start(self, cid):
-        """Open exec.fifo for reading: the process blocked opening it for
-        writing goes on to its execve; its byte says it has."""
+        """Run the prestart hooks, then open exec.fifo for reading: the
+        process blocked opening it for writing goes on to its execve; its
+        byte says it has. Returns the poststart hooks' warnings."""
         rec = self.load(cid)
         status = self.status(rec)
         if status != "created":
             raise UsageError(f"cannot start container {cid}: it is {status}, not created")
+        spec = spec_from_dict(rec["spec"])
+        try:
+            hooks.run(spec.hooks.prestart, self.state(cid, rec), "prestart")
+        except MinirunError:
+            self.delete(cid, force=True)    # the spec: stop it, go on to delete
+            raise
         fifo = os.path.join(self.dir(cid), "exec.fifo")
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -186,12 +196,7 @@ class Runtime:
         finally:
             os.close(fd)
             os.unlink(fifo)
-        spec = spec_from_dict(rec["spec"])
-        try:
-            hooks.run(spec.hooks.poststart, self.state(cid, rec), "poststart")
-        except MinirunError as e:
-            return f"warning: {e}"
-        return None
+        return hooks.run_warning(spec.hooks.poststart, self.state(cid, rec), "poststart")
 
     # --- signals, removal -----------------------------------------------------------
 
@@ -217,12 +222,15 @@ class Runtime:
         except ContainerNotFound:
             if force:
                 shutil.rmtree(self.dir(cid), ignore_errors=True)   # a create cut short
-                return None
+                return []
             raise
         status = self.status(rec)
         if status != "stopped" and not force:
             raise UsageError(f"cannot delete container {cid} that is {status}: stop it first "
                              f"or use --force")
+        spec = spec_from_dict(rec["spec"])
+        if not spec.has_own("mount"):
+            fs.detach(spec.rootfs.mountpoint)   # its mounts were made in the host's table
         driver = cgroup_driver()
         if status != "stopped":
             if driver is not None:
@@ -233,14 +241,9 @@ class Runtime:
                 pass
         if driver is not None:
             driver.destroy(rec["cgroup"])   # kills what is left, waits till it is empty
-        spec = spec_from_dict(rec["spec"])
-        warning = None
-        try:
-            hooks.run(spec.hooks.poststop, self.state(cid, rec), "poststop")
-        except MinirunError as e:
-            warning = f"warning: {e}"
+        warnings = hooks.run_warning(spec.hooks.poststop, self.state(cid, rec), "poststop")
         shutil.rmtree(self.dir(cid), ignore_errors=True)
-        return warning
+        return warnings
 
     # --- inside a running container -------------------------------------------------
 
@@ -261,6 +264,7 @@ class Runtime:
             spec = dataclasses.replace(spec, no_new_privileges=no_new_privileges)
         if process.tty and console_socket is None and detach:
             raise UsageError("--tty with --detach needs --console-socket for the pty")
+        check_capabilities_held(process)
         console = connect(console_socket) if console_socket else None
         handoff = Handoff(console=console, preserve_fds=preserve_fds) \
             if detach or console is not None or preserve_fds else None
@@ -330,6 +334,22 @@ class Runtime:
             driver.apply(rec["cgroup"], resources)
         except OSError as e:
             raise MinirunError(f"cgroup: {e}") from None
+
+
+def check_capabilities_held(process):
+    """A capability minirun does not hold itself (not in its bounding set:
+    this host's root may lack some) cannot be granted — capset(2) would
+    fail with EPERM deep in the start; name it here instead."""
+    if process.capabilities is None:
+        return
+    from minirun.linux import caps
+    held = caps.bounding_set()
+    for key, names in dataclasses.asdict(process.capabilities).items():
+        for name in names:
+            if caps.cap_number(name) not in held:
+                raise UsageError(f"config.json: process.capabilities.{key}: {name}: minirun "
+                                 f"does not hold it (not in its bounding set), so it cannot "
+                                 f"give it")
 
 
 def compile_seccomp(profile, spec, directory):

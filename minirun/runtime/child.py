@@ -11,7 +11,8 @@ import signal
 
 from minirun.errors import ExecError, MinirunError
 from minirun.linux import caps, explain, fs, net, process, seccomp, tty, userns
-from minirun.linux.syscalls import NAMESPACE_FLAGS, setdomainname, setns, unshare
+from minirun.linux.syscalls import (NAMESPACE_FLAGS, join_namespace, setdomainname, setns,
+                                     unshare)
 from minirun.runtime import sync
 from minirun.runtime.spec import ContainerSpec, Mount
 
@@ -87,11 +88,8 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
     # before the fork). Until 3b we are the host's root, who may mount.
     explain.enter("1")
     for ns, path in spec.namespace_paths.items():
-        if ns == "pid":              # the parent joined it before the fork
-            continue
-        fd = os.open(path, os.O_RDONLY)
-        setns(fd, NAMESPACE_FLAGS[ns])
-        os.close(fd)
+        if ns not in ("pid", "user"):   # pid: the parent joined it; user: last, in 3b
+            join_namespace(path, ns)
     for ns, fd in owned.items():
         if ns != "user":
             setns(fd, NAMESPACE_FLAGS[ns])
@@ -113,8 +111,9 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
     if handoff is not None:
         from minirun.runtime import hooks         # loaded while python's files are in view
         host_pid = int(os.readlink("/proc/self"))  # for the hooks: still the host's /proc
-    if "mount" in spec.namespaces:
-        fs.make_mounts_private(fs.PROPAGATION[spec.rootfs.propagation])
+    if spec.has_own("mount"):
+        fs.make_mounts_private(fs.PROPAGATION["rslave" if spec.rootfs.propagation.endswith(
+            ("slave", "shared")) else "rprivate"])
     if "net" in spec.namespaces:
         net.bring_up_loopback()
     mount_rootfs(spec, owned)
@@ -130,7 +129,7 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
         unshare(NAMESPACE_FLAGS["cgroup"])
     for m in cgroup_mounts:
         mount_cgroupfs(root, cgroup, m.target, m.readonly or "ro" in m.flags)
-    if "uts" in spec.namespaces:
+    if spec.has_own("uts"):
         process.set_hostname(spec.hostname)
         if spec.domainname:
             setdomainname(spec.domainname)
@@ -146,6 +145,8 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
         fs.chroot_into(spec.rootfs.mountpoint)     # teaching only: escapable
     else:
         fs.pivot_into(spec.rootfs.mountpoint)
+    if spec.rootfs.propagation not in ("rprivate", "private", "slave", "rslave"):
+        fs.set_root_propagation(spec.rootfs.propagation)
     if spec.rootfs.readonly:
         fs.remount_root_readonly()
     for key, value in spec.sysctl.items():
@@ -411,7 +412,8 @@ def populate_dev(root, spec):
         try:
             name = os.path.basename(d.path)
             if not os.path.lexists(os.path.join(fs.fd_path(parent), name)):
-                fs.make_device(name, d.type, d.major, d.minor, d.mode, dir_fd=parent)
+                fs.make_device(name, d.type, d.major, d.minor, d.mode, dir_fd=parent,
+                               owner=(d.uid, d.gid))
         finally:
             os.close(parent)
 

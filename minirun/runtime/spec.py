@@ -143,10 +143,12 @@ DEFAULT_DEVICE_RULES = (
 class Device:
     """--device: a host device node recreated in the container's /dev."""
     path: str              # inside the container
-    type: str              # c or b
+    type: str              # c or b (an OCI bundle's may be p: a FIFO)
     major: int
     minor: int
     mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass
@@ -160,6 +162,16 @@ class Resources:
     cpuset_cpus: str | None = None     # "0-1", "0,2"
     pids_limit: int | None = None
     blkio_weight: int | None = None    # 10..1000
+    # What OCI bundles may also ask for (cgroup v1 names; v2 where it has them):
+    memory_reservation: int | None = None   # soft limit, bytes (v2: memory.low)
+    memory_swappiness: int | None = None    # 0..100, v1 only
+    kernel_tcp: int | None = None           # TCP buffer memory, bytes, v1 only
+    oom_kill_disable: bool = False          # v1 only
+    cpuset_mems: str | None = None          # memory nodes, "0"
+    cpu_rt_period: int | None = None        # realtime scheduling, v1 only
+    cpu_rt_runtime: int | None = None
+    blkio_weight_device: list[list[int]] | None = None   # [[major, minor, weight]]
+    blkio_throttle: list[list] | None = None  # [["read_bps", major, minor, rate]]: read/write, bps/iops
     devices: list[DeviceRule] | None = field(   # the allow-list; None: every device (--privileged)
         default_factory=lambda: list(DEFAULT_DEVICE_RULES))
 
@@ -224,12 +236,14 @@ class Hook:
 
 @dataclass
 class Hooks:
-    """When each runs, per the OCI runtime spec: create_runtime (and the old
-    prestart) in the runtime's namespaces once the container's exist;
-    create_container inside them, before pivot_root; start_container inside
-    the container just before its program; poststart after `start`;
-    poststop after `delete`."""
+    """When each runs, per the OCI runtime spec: create_runtime in the
+    runtime's namespaces once the container's exist; create_container
+    inside them, before pivot_root; prestart (deprecated) in the runtime's
+    namespaces when `start` is called; start_container inside the container
+    just before its program; poststart after `start`; poststop after
+    `delete`."""
     create_runtime: list[Hook] = field(default_factory=list)
+    prestart: list[Hook] = field(default_factory=list)
     create_container: list[Hook] = field(default_factory=list)
     start_container: list[Hook] = field(default_factory=list)
     poststart: list[Hook] = field(default_factory=list)
@@ -273,6 +287,11 @@ class ContainerSpec:
     def cgroup(self):
         """The container's cgroup, as the cgroup drivers name it."""
         return self.cgroup_path or self.id
+
+    def has_own(self, ns):
+        """Whether the container has a namespace of this kind apart from
+        minirun's: a new one, or one joined by path."""
+        return ns in self.namespaces or ns in self.namespace_paths
 
 
 def spec_to_dict(spec):

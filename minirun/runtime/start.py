@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from minirun.errors import MinirunError
 from minirun.linux import explain
-from minirun.linux.syscalls import CLONE_NEWPID, setns, unshare
+from minirun.linux.syscalls import CLONE_NEWPID, join_namespace, setns, unshare
 from minirun.runtime import sync
 from minirun.runtime.child import child_main
 from minirun.runtime.spec import ContainerSpec
@@ -112,16 +112,17 @@ def launch(spec: ContainerSpec, cgroup=None, stdio=(None, None, None), handoff=N
     parent_end, child_end = sync.channel()
     try:
         owned = make_owned_namespaces(spec)
-    except BaseException:
+        try:
+            pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup,
+                                              owned, handoff)
+        finally:
+            close_all(owned.values())
+            child_end.close()
+    except BaseException:         # no child (a namespace to join was not one, say)
+        parent_end.close()
         if cgroup is not None:
             cgroup.destroy(spec.cgroup)
         raise
-    try:
-        pid = fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup, owned,
-                                          handoff)
-    finally:
-        close_all(owned.values())
-    child_end.close()
     try:
         sync.expect(parent_end, sync.NAMESPACES_READY)
         explain.enter("5")
@@ -175,6 +176,13 @@ def make_owned_namespaces(spec):
     namespace, its maps written, and of the namespaces its root must own
     (network, UTS, IPC), made inside it (linux/userns.py). The child joins
     the others first and the user namespace last; {} without remap."""
+    joined = spec.namespace_paths.get("user")
+    if joined:         # an OCI bundle's, its maps already written: joined last all the same
+        fd = os.open(joined, os.O_RDONLY | os.O_CLOEXEC)
+        if os.path.samestat(os.fstat(fd), os.stat("/proc/self/ns/user")):
+            os.close(fd)
+            return {}              # ours already: setns(2) would refuse to re-enter it
+        return {"user": fd}
     if spec.userns is None:
         return {}
     from minirun.linux import userns
@@ -194,11 +202,7 @@ def fork_into_new_pid_namespace(spec, parent_end, child_end, stdio, cgroup=None,
     if "pid" in spec.namespaces or joined:
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     if joined:
-        fd = os.open(joined, os.O_RDONLY)
-        try:
-            setns(fd, CLONE_NEWPID)
-        finally:
-            os.close(fd)
+        join_namespace(joined, "pid")
     elif own_pidns is not None:
         unshare(CLONE_NEWPID)
     explain.enter("3")
