@@ -298,18 +298,14 @@ def translate_resources(r, devices=()):
     for key in ("hugepageLimits", "network", "rdma", "unified"):
         r.refuse(key, "not supported by minirun")
     block = r.sub("blockIO")
-    block.refuse("leafWeight", "no kernel since 5.0 has it (it went with the CFQ scheduler)")
-    weight_device = [[d.get("major", int, required=True), d.get("minor", int, required=True),
-                      d.get("weight", int, required=True)] for d in block.items("weightDevice")]
-    for d in block.items("weightDevice"):
-        d.refuse("leafWeight", "no kernel since 5.0 has it (it went with the CFQ scheduler)")
-    throttle = [[which, d.get("major", int, required=True), d.get("minor", int, required=True),
-                 d.get("rate", int, required=True)]
+    block.refuse("leafWeight", NO_LEAF_WEIGHT)
+    weight_device = per_device(block, "weightDevice", "weight")
+    throttle = [[which, *entry]
                 for which, key in (("read_bps", "throttleReadBpsDevice"),
                                    ("write_bps", "throttleWriteBpsDevice"),
                                    ("read_iops", "throttleReadIOPSDevice"),
                                    ("write_iops", "throttleWriteIOPSDevice"))
-                for d in block.items(key)]
+                for entry in per_device(block, key, "rate")]
     quota = cpu.get("quota", int)
     limit = memory.get("limit", int)
     res = Resources(
@@ -339,6 +335,19 @@ def translate_resources(r, devices=()):
     if rules:
         res.devices = translate_device_rules(rules, devices)
     return res
+
+
+NO_LEAF_WEIGHT = "no kernel since 5.0 has it (it went with the CFQ scheduler)"
+
+
+def per_device(block, key, value):
+    """One of blockIO's per-device lists → [[major, minor, value], ...]."""
+    out = []
+    for d in block.items(key):
+        d.refuse("leafWeight", NO_LEAF_WEIGHT)
+        out.append([d.get("major", int, required=True), d.get("minor", int, required=True),
+                    d.get(value, int, required=True)])
+    return out
 
 
 def translate_device_rules(rules, devices):

@@ -178,11 +178,12 @@ class Runtime:
         if status != "created":
             raise UsageError(f"cannot start container {cid}: it is {status}, not created")
         spec = spec_from_dict(rec["spec"])
-        try:
-            hooks.run(spec.hooks.prestart, self.state(cid, rec), "prestart")
-        except MinirunError:
-            self.delete(cid, force=True)    # the spec: stop it, go on to delete
-            raise
+        if spec.hooks.prestart:
+            try:
+                hooks.run(spec.hooks.prestart, self.state(cid, rec), "prestart")
+            except MinirunError:
+                self.delete(cid, force=True)    # the spec: stop it, go on to delete
+                raise
         fifo = os.path.join(self.dir(cid), "exec.fifo")
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -196,6 +197,8 @@ class Runtime:
         finally:
             os.close(fd)
             os.unlink(fifo)
+        if not spec.hooks.poststart:
+            return []
         return hooks.run_warning(spec.hooks.poststart, self.state(cid, rec), "poststart")
 
     # --- signals, removal -----------------------------------------------------------
@@ -241,7 +244,8 @@ class Runtime:
                 pass
         if driver is not None:
             driver.destroy(rec["cgroup"])   # kills what is left, waits till it is empty
-        warnings = hooks.run_warning(spec.hooks.poststop, self.state(cid, rec), "poststop")
+        warnings = hooks.run_warning(spec.hooks.poststop, self.state(cid, rec), "poststop") \
+            if spec.hooks.poststop else []
         shutil.rmtree(self.dir(cid), ignore_errors=True)
         return warnings
 

@@ -112,8 +112,10 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
         from minirun.runtime import hooks         # loaded while python's files are in view
         host_pid = int(os.readlink("/proc/self"))  # for the hooks: still the host's /proc
     if spec.has_own("mount"):
-        fs.make_mounts_private(fs.PROPAGATION["rslave" if spec.rootfs.propagation.endswith(
-            ("slave", "shared")) else "rprivate"])
+        # Private, or slave where the bundle's rootfsPropagation lets the
+        # host's mounts in; the propagation asked for is set in step 3.
+        one_way = spec.rootfs.propagation.endswith(("slave", "shared"))
+        fs.make_mounts_private(fs.PROPAGATION["rslave" if one_way else "rprivate"])
     if "net" in spec.namespaces:
         net.bring_up_loopback()
     mount_rootfs(spec, owned)
@@ -145,7 +147,7 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
         fs.chroot_into(spec.rootfs.mountpoint)     # teaching only: escapable
     else:
         fs.pivot_into(spec.rootfs.mountpoint)
-    if spec.rootfs.propagation not in ("rprivate", "private", "slave", "rslave"):
+    if spec.has_own("mount") and spec.rootfs.propagation != "rprivate":
         fs.set_root_propagation(spec.rootfs.propagation)
     if spec.rootfs.readonly:
         fs.remount_root_readonly()
