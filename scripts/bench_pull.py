@@ -3,8 +3,11 @@
 pull: `minirun pull` after `rmi` + `image prune -a` (nothing of the image
 left), beside `skopeo copy docker://… oci:DIR` into an empty directory.
 skopeo is Go and only writes the blobs; minirun also verifies each blob,
-unpacks it and checks its diff_id. push: `minirun push` beside `skopeo copy
-oci-archive:… docker://…`, each into a fresh registry (nothing to skip)."""
+unpacks it and checks its diff_id. Beside both, the floor of any Python
+pull (pull_floor.py: the imports, then download, hash, gunzip, hash and
+write each layer as one file, on a thread each): what no Python pull goes
+below. push: `minirun push` beside `skopeo copy oci-archive:… docker://…`,
+each into a fresh registry (nothing to skip)."""
 import os
 import shutil
 import statistics
@@ -45,7 +48,7 @@ try:
     archive = os.path.join(work, "big.tar")
     run(minirun + ["save", "--format", "oci", "-o", archive, "bench/big:1"])
 
-    push, push_skopeo, pull, pull_skopeo = [], [], [], []
+    push, push_skopeo, pull, pull_skopeo, floor = [], [], [], [], []
     for i in range(rounds):
         for kind in ("minirun", "skopeo"):
             reg = Registry(os.path.join(work, f"registry-push-{i}-{kind}"))
@@ -69,15 +72,21 @@ try:
         shutil.rmtree(oci, ignore_errors=True)
         pull_skopeo.append(timed(skopeo("copy", "--src-tls-verify=false", f"docker://{name}",
                                         f"oci:{oci}:1")))
+        shutil.rmtree(oci, ignore_errors=True)
+        floor.append(timed([sys.executable, os.path.join(os.path.dirname(__file__), "pull_floor.py"),
+                            name, oci]))
     reg.stop()
 
-    def line(what, ours, theirs, peer):
+    def line(what, ours, theirs, peer, who="minirun"):
         a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"{what:<5} minirun {a * 1000:7.0f} ms   {peer} {b * 1000:7.0f} ms   "
+        print(f"{what:<5} {who:<13} {a * 1000:7.0f} ms   {peer} {b * 1000:7.0f} ms   "
               f"ratio {a / b:.2f}x   (medians of {rounds})")
 
     print("5 layers, ~100 MB of random data, through docker-registry on loopback:")
     line("pull", pull, pull_skopeo, "skopeo copy docker:// oci:     ")
+    line("", floor, pull_skopeo, "skopeo copy docker:// oci:     ", "Python floor")
+    print(f"      minirun above the Python floor: "
+          f"{(statistics.median(pull) - statistics.median(floor)) * 1000:.0f} ms")
     line("push", push, push_skopeo, "skopeo copy oci-archive: docker://")
 finally:
     shutil.rmtree(work, ignore_errors=True)
