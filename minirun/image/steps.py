@@ -266,10 +266,10 @@ def write_run_network_files(store, spec):
     """A RUN step's network, as `docker build` gives it: its own namespace
     on the default bridge (leased here, given back when the step ends), or
     the host's, or none; and the /etc files that go with it."""
-    from minirun.runtime import container
+    from minirun.runtime import etcfiles
     if spec.network == "host":
-        container.write_etc_files(spec.bundle, spec.hostname, container.host_hosts_lines(),
-                                  keep_loopback_dns=True)
+        etcfiles.write_etc_files(spec.bundle, spec.hostname, etcfiles.host_hosts_lines(),
+                                 keep_loopback_dns=True)
         return
     lines = []
     if spec.network == "bridge":
@@ -277,7 +277,7 @@ def write_run_network_files(store, spec):
         with store.lock():
             connect(store.root, spec, [], [])
         lines = [f"{spec.attachment.address}\t{spec.hostname}"]
-    container.write_etc_files(spec.bundle, spec.hostname, lines)
+    etcfiles.write_etc_files(spec.bundle, spec.hostname, lines)
 
 
 def drop_mount_points(upper, lowers, targets=()):

@@ -10,6 +10,7 @@
 import os
 
 from minirun.network.networks import DEFAULT, Networks, release_bridge
+from minirun.runtime.etcfiles import write_hosts
 from minirun.runtime.spec import NetworkAttachment
 
 
@@ -67,17 +68,6 @@ def host_lines(lease, peers=()):
     lines.append(f"{lease['address']}\t{' '.join(dict.fromkeys(own))}")
     return lines + [f"{peer['address']}\t{peer['name']}" for peer in peers
                     if peer["container"] != lease["container"] and peer["name"]]
-
-
-def write_hosts(bundle, lines):
-    """/etc/hosts, rewritten in place: it is bind-mounted into a running
-    container, and a new file (rename) would not reach it there."""
-    try:
-        with open(os.path.join(bundle, "hosts"), "w") as f:
-            f.write("\n".join(["127.0.0.1\tlocalhost",
-                               "::1\tlocalhost ip6-localhost ip6-loopback", *lines]) + "\n")
-    except FileNotFoundError:      # the bundle is not there (yet, or any more)
-        pass
 
 
 def refresh_hosts(store_root, network, newcomer=None):

@@ -7,7 +7,7 @@
     containers/<id>/work/         overlayfs's scratch dir (same filesystem as upper)
     containers/<id>/rootfs/       where the overlay is mounted, in the container's
                                   mount namespace only: the host never sees it
-    containers/<id>/hostname, hosts, resolv.conf   bind-mounted into /etc
+    containers/<id>/hostname, hosts, resolv.conf   bind-mounted into /etc (etcfiles.py)
 """
 import json
 import os
@@ -64,52 +64,6 @@ def load_spec(bundle):
     except (ValueError, KeyError, TypeError) as e:
         raise MinirunError(f"container {os.path.basename(bundle)[:12]} is damaged: its config.json "
                            f"cannot be read ({e}); remove it with rm -f") from None
-
-
-ETC_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
-
-
-def etc_file_paths(bundle):
-    """{path in the container: the file in the bundle bind-mounted there}."""
-    return {target: os.path.join(bundle, os.path.basename(target)) for target in ETC_FILES}
-
-
-def write_etc_files(bundle, hostname, host_lines=(), dns=(), keep_loopback_dns=False):
-    """Write /etc/hostname, /etc/hosts and /etc/resolv.conf for the container."""
-    files = etc_file_paths(bundle)
-    with open(files["/etc/hostname"], "w") as f:
-        f.write(hostname + "\n")
-    with open(files["/etc/resolv.conf"], "w") as f:
-        f.write(resolv_conf(dns, keep_loopback_dns))
-    from minirun.network.connect import write_hosts
-    write_hosts(bundle, host_lines)
-
-
-def host_hosts_lines():
-    """The host's /etc/hosts, for a container on the host's network."""
-    try:
-        with open("/etc/hosts") as f:
-            return [line for line in f.read().splitlines() if line.strip()]
-    except OSError:
-        return []
-
-
-def resolv_conf(dns=(), keep_loopback=False):
-    """The host's resolv.conf minus loopback resolvers, which would mean the
-    container's own loopback, where nothing listens (Docker does the same;
-    with the host's network they stay); --dns servers replace the host's."""
-    try:
-        with open("/etc/resolv.conf") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    def nameserver(line):
-        words = line.split()
-        return words[1] if len(words) > 1 and words[0] == "nameserver" else None
-    keep = [line for line in lines if nameserver(line) is None
-            or not (dns or not keep_loopback and (nameserver(line).startswith("127.")
-                                                   or nameserver(line) == "::1"))]
-    return "\n".join(keep + [f"nameserver {ip}" for ip in dns]) + "\n"
 
 
 def release_ports(spec):
@@ -180,10 +134,10 @@ def sweep_dead_work(store):
     """Remove what processes killed mid-work left in tmp/. A RUN step's or
     a create's bundle (it has a config.json) goes as a container does: with
     its network lease, and the bridge if nobody else uses it."""
-    import shutil
     for path in store.dead_work():
         if os.path.exists(os.path.join(path, "config.json")):
             remove_bundle(path)
+        import shutil
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ import time
 
 from minirun.errors import ContainerNotFound, MinirunError, UsageError
 from minirun.linux.process import process_start_time
-from minirun.runtime import container, state as statefile
+from minirun.runtime import container, etcfiles, state as statefile
 
 
 def cgroup_driver():
@@ -102,7 +102,7 @@ def _network_of(store, spec):
         other, bundle, _ = resolve(store, spec.network.partition(":")[2])
         spec.network = "container:" + other
         spec.hostname = container.load_spec(bundle).hostname
-        spec.etc_files = container.etc_file_paths(bundle)
+        spec.etc_files = etcfiles.etc_file_paths(bundle)
         return None
     from minirun.network.networks import Networks
     return Networks(store.root).get(spec.network)
@@ -113,13 +113,13 @@ def _write_etc_files(store, spec, extra_hosts, dns):
         return                     # it uses the other container's files
     if spec.attachment is not None:
         from minirun.network.connect import refresh_hosts
-        container.write_etc_files(spec.bundle, spec.hostname, dns=dns)
+        etcfiles.write_etc_files(spec.bundle, spec.hostname, dns=dns)
         refresh_hosts(store.root, spec.attachment.network, newcomer=spec.id)
         return
     lines = [f"{ip}\t{name}" for name, ip in extra_hosts]
     if spec.network == "host":
-        lines += container.host_hosts_lines()
-    container.write_etc_files(spec.bundle, spec.hostname, lines, dns,
+        lines += etcfiles.host_hosts_lines()
+    etcfiles.write_etc_files(spec.bundle, spec.hostname, lines, dns,
                               keep_loopback_dns=spec.network == "host")
 
 

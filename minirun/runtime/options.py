@@ -14,7 +14,7 @@ from minirun.linux import caps
 from minirun.runtime.spec import (
     DEFAULT_CAPABILITIES, DEFAULT_DEVICE_RULES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS,
     SKIPPABLE, ContainerSpec, Device, DeviceRule, Mount, Process, Resources, Rootfs)
-from minirun.runtime.container import etc_file_paths
+from minirun.runtime.etcfiles import etc_file_paths
 from minirun.runtime.users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
