@@ -21,7 +21,6 @@ distribution/ remembers which registry blob holds which layer (pulled or
 pushed), so neither direction moves a layer twice.
 """
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -32,8 +31,8 @@ from minirun.image.store import canonical_json
 from minirun.linux.fs import write_atomic
 
 # On the start path, only obtain() runs, and only for an image already in
-# the store: references, the HTTP client, the threads and the progress
-# display are imported when something is pulled or pushed.
+# the store: references, hashlib, the HTTP client, the threads and the
+# progress display are imported when something is pulled or pushed.
 
 PARALLEL = 3                 # layers moved at once, as dockerd's default
 MACHINES = {"x86_64": ("amd64", None), "aarch64": ("arm64", None), "armv7l": ("arm", "v7"),
@@ -151,6 +150,7 @@ def pull(store, text, platform=None, quiet=False, out=None):
 
 
 def sha256(data):
+    import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -279,6 +279,7 @@ def download(store, reg, repo, desc, key, progress, cancel):
     if os.path.exists(final):
         return final                         # verified by the pull that fetched it
     partial = final + ".partial"
+    import hashlib
     h = hashlib.sha256()
     done = 0
     if os.path.exists(partial):

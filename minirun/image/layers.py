@@ -17,25 +17,13 @@ import stat
 import tarfile
 
 from minirun.errors import MinirunError
-
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
+# overlayfs's marks are defined where its rules are read (a run needs those,
+# and not tarfile); here they are turned into tar entries and back.
+from minirun.image.layerview import OPAQUE, OPAQUE_XATTR, WHITEOUT, is_opaque, is_whiteout  # noqa: F401
 
 
 class UnsafeArchive(MinirunError):
     pass
-
-
-def is_whiteout(st):
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path):
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def _entries(root):

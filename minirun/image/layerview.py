@@ -13,7 +13,24 @@ import errno
 import os
 import stat
 
-from minirun.image.layers import is_opaque, is_whiteout
+# How overlayfs marks a deletion in a layer directory (layers.py turns these
+# into a tar's `.wh.` entries and back).
+WHITEOUT = ".wh."                        # tar form of a whiteout: .wh.<name>
+OPAQUE = ".wh..wh..opq"                  # tar form of an opaque directory
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def is_whiteout(st):
+    """A whiteout: the 0/0 character device overlayfs writes for a removed name."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path):
+    """A directory that hides the directories below it (xattr opaque=y)."""
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def _parts(path):

@@ -17,7 +17,7 @@ Everything that changes the store holds its lock and finishes with a rename,
 so a crash leaves either the old state or the new, never half of one.
 
 Reading is on every container's start path; the modules only writing needs
-(hashlib, shutil, tempfile) are imported where they are used.
+(hashlib, shutil) are imported where they are used.
 """
 import fcntl
 import json
@@ -25,21 +25,21 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from minirun.errors import ImageNotFound, UsageError
 from minirun.linux.fs import write_atomic
+from minirun.record import Record
 
 DEFAULT_ROOT = "/var/lib/minirun"
 
 
-NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?"
-                     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$")
+NAME_RE = (r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?"     # compiled on first use
+           r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$")
 
 
 def check_name(name):
     """A reference as Docker accepts it: lower-case repository, optional :tag."""
-    if not NAME_RE.match(name):
+    if not re.match(NAME_RE, name):
         raise UsageError(f"invalid reference format: {name!r} (repository names are "
                          f"lower-case; a tag is [A-Za-z0-9_.-], at most 128 characters)")
 
@@ -62,8 +62,7 @@ def canonical_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-@dataclass
-class Image:
+class Image(Record):
     id: str            # "sha256:<hex>" of the config
     config: dict       # the OCI image config document
     layer_dirs: list   # bottom first, as in rootfs.diff_ids
@@ -119,10 +118,16 @@ class Store:
                 self._lock_depth = 0
 
     def mkdtemp(self, prefix):
-        """tmp/<prefix><pid>-<random>: the pid tells dead_work whose it is."""
-        import tempfile
+        """tmp/<prefix><pid>-<random>: the pid tells dead_work whose it is.
+        (tempfile.mkdtemp's loop: importing tempfile would cost each run more.)"""
         self.ensure_dirs()
-        return tempfile.mkdtemp(dir=self.tmp, prefix=f"{prefix}{os.getpid()}-")
+        while True:
+            path = os.path.join(self.tmp, f"{prefix}{os.getpid()}-{os.urandom(4).hex()}")
+            try:
+                os.mkdir(path, 0o700)
+                return path
+            except FileExistsError:
+                continue
 
     def dead_work(self):
         """Paths in tmp/ whose owner (the pid in the name) has died: a

@@ -19,11 +19,11 @@ import re
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from minirun.errors import MinirunError, UsageError
 from minirun.linux.fs import write_atomic
 from minirun.linux.process import process_start_time
+from minirun.record import Record
 from minirun.runtime.spec import Port
 
 DEFAULT = "bridge"
@@ -31,15 +31,14 @@ DEFAULT_BRIDGE = "minirun0"
 DEFAULT_SUBNET = "10.200.0.0/16"
 USER_SUBNETS = "10.201.0.0/16"     # user networks get a /24 from here unless --subnet
 MODES = ("none", "host")           # besides networks' names and container:ID
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 
 
 class NetworkNotFound(MinirunError):
     pass
 
 
-@dataclass
-class Network:
+class Network(Record):
     name: str
     id: str
     subnet: str
@@ -121,7 +120,7 @@ class Networks:
         return [self.get(name) for name in self.names()]
 
     def create(self, name, subnet=None):
-        if not NAME_RE.match(name) or name in MODES or name == DEFAULT:
+        if not re.match(NAME_RE, name) or name in MODES or name == DEFAULT:
             raise UsageError(f"invalid network name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, "
                              f"not {DEFAULT}, none or host")
         with self.lock():

@@ -241,7 +241,7 @@ def read_process(path):
 
 def process_from_flags(rt, cid, command, tty, cwd, env, user, gids, caps, nnp):
     """runc's rule: the container's own process, with these changes."""
-    import dataclasses
+    from minirun import record
     from minirun.runtime.spec import spec_from_dict
     if not command:
         raise click.UsageError("exec needs a command, or --process FILE")
@@ -255,16 +255,16 @@ def process_from_flags(rt, cid, command, tty, cwd, env, user, gids, caps, nnp):
     if user:
         uid, _, gid = user.partition(":")
         try:
-            who = dataclasses.replace(who, uid=int(uid), gid=int(gid or 0))
+            who = record.replace(who, uid=int(uid), gid=int(gid or 0))
         except ValueError:
             raise click.UsageError(f"--user {user}: want UID[:GID], numbers") from None
     if gids:
-        who = dataclasses.replace(who, additional_gids=list(gids))
+        who = record.replace(who, additional_gids=list(gids))
     sets = p.capabilities
     if caps and sets is not None:
-        sets = dataclasses.replace(sets, **{k: getattr(sets, k) + list(caps)
+        sets = record.replace(sets, **{k: getattr(sets, k) + list(caps)
                                             for k in ("bounding", "effective", "permitted")})
-    process = dataclasses.replace(p, args=list(command), env=environment, cwd=cwd or p.cwd,
+    process = record.replace(p, args=list(command), env=environment, cwd=cwd or p.cwd,
                                   tty=tty, user=who, capabilities=sets)
     return process, True if nnp else spec.no_new_privileges
 

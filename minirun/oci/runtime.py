@@ -15,7 +15,6 @@ status is read from the kernel each time:
     running   the process lives (paused: its cgroup is frozen)
     stopped   it is gone
 """
-import dataclasses
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import socket
 import stat
 import time
 
+from minirun import record
 from minirun.errors import ContainerNotFound, MinirunError, UsageError
 from minirun.linux import fs
 from minirun.linux.fs import write_atomic
@@ -154,11 +154,11 @@ class Runtime:
                      "bundle": bundle, "annotations": annotations}
             handoff = Handoff(fds[0], console, preserve_fds, state)
             running = launch(spec, cgroup_driver(), (0, 1, 2), handoff)
-            record = {**state, "pid": running.pid, "start_time": process_start_time(running.pid),
-                      "rootfs": spec.rootfs.mountpoint, "created": now_rfc3339(),
-                      "cgroup": spec.cgroup, "spec": spec_to_dict(spec)}
-            del record["status"]
-            write_atomic(os.path.join(d, "state.json"), json.dumps(record))
+            saved = {**state, "pid": running.pid, "start_time": process_start_time(running.pid),
+                     "rootfs": spec.rootfs.mountpoint, "created": now_rfc3339(),
+                     "cgroup": spec.cgroup, "spec": spec_to_dict(spec)}
+            del saved["status"]
+            write_atomic(os.path.join(d, "state.json"), json.dumps(saved))
             if pid_file:
                 write_atomic(os.path.abspath(pid_file), str(running.pid))
         except BaseException:
@@ -265,7 +265,7 @@ class Runtime:
             raise UsageError(f"cannot exec in container {cid}: it is {status}")
         spec = spec_from_dict(rec["spec"])
         if no_new_privileges is not None:
-            spec = dataclasses.replace(spec, no_new_privileges=no_new_privileges)
+            spec = record.replace(spec, no_new_privileges=no_new_privileges)
         if process.tty and console_socket is None and detach:
             raise UsageError("--tty with --detach needs --console-socket for the pty")
         check_capabilities_held(process)
@@ -348,7 +348,7 @@ def check_capabilities_held(process):
         return
     from minirun.linux import caps
     held = caps.bounding_set()
-    for key, names in dataclasses.asdict(process.capabilities).items():
+    for key, names in record.to_dict(process.capabilities).items():
         for name in names:
             if caps.cap_number(name) not in held:
                 raise UsageError(f"config.json: process.capabilities.{key}: {name}: minirun "
@@ -359,10 +359,10 @@ def check_capabilities_held(process):
 def compile_seccomp(profile, spec, directory):
     """linux.seccomp is a profile in Docker's format but for includes and
     excludes: compiled like one (runtime/seccomp.py), kept beside the state."""
-    from minirun.runtime.seccomp import compile_profile
+    from minirun.runtime.seccomp import compile_profile, content_name
     caps = spec.capabilities
     try:
-        return compile_profile(profile, json.dumps(profile, sort_keys=True).encode(),
+        return compile_profile(profile, content_name(json.dumps(profile, sort_keys=True).encode()),
                                "config.json linux.seccomp", caps, directory)
     except UsageError as e:
         raise bundles.BundleError(str(e)) from None

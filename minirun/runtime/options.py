@@ -6,11 +6,11 @@ kernel: a bad -v, a missing host path, an unknown user or capability.
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 
 from minirun.errors import UsageError
 from minirun.image.store import Image
 from minirun.linux import caps
+from minirun.record import Factory, Record
 from minirun.runtime.spec import (
     DEFAULT_CAPABILITIES, DEFAULT_DEVICE_RULES, DEFAULT_NAMESPACES, MASKED_PATHS, READONLY_PATHS,
     SKIPPABLE, ContainerSpec, Device, DeviceRule, Mount, Process, Resources, Rootfs)
@@ -18,35 +18,34 @@ from minirun.runtime.etcfiles import etc_file_paths
 from minirun.runtime.users import resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"     # patterns are compiled on first use (re's cache)
 
 
-@dataclass
-class RunOptions:
-    command: list[str] = field(default_factory=list)
+class RunOptions(Record):
+    command: list[str] = Factory(list)
     entrypoint: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
+    env: list[str] = Factory(list)
+    env_files: list[str] = Factory(list)
     workdir: str | None = None
     user: str | None = None
     hostname: str | None = None
     name: str | None = None
-    volumes: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
+    volumes: list[str] = Factory(list)
+    tmpfs: list[str] = Factory(list)
     read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
+    cap_add: list[str] = Factory(list)
+    cap_drop: list[str] = Factory(list)
     privileged: bool = False
     tty: bool = False
     interactive: bool = False
     init: bool = False
-    devices: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
+    devices: list[str] = Factory(list)
+    security_opt: list[str] = Factory(list)
     userns: str | None = None          # remap or host; None: the store's default
     network: str = "bridge"
-    publish: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    add_hosts: list[str] = field(default_factory=list)
+    publish: list[str] = Factory(list)
+    dns: list[str] = Factory(list)
+    add_hosts: list[str] = Factory(list)
     rm: bool = False
     memory: str | None = None
     memory_swap: str | None = None
@@ -55,7 +54,7 @@ class RunOptions:
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
     blkio_weight: int | None = None
-    skip: list[str] = field(default_factory=list)   # teaching: SKIPPABLE steps to leave out
+    skip: list[str] = Factory(list)   # teaching: SKIPPABLE steps to leave out
     pull: str = "missing"              # the image: pulled when missing, always, never
 
 
@@ -406,7 +405,7 @@ def check_no_nul_bytes(spec):
 
 def build_spec(opts: RunOptions, image: Image, container_id, bundle, store_root):
     config = image.config.get("config") or {}
-    if opts.name is not None and not NAME_RE.match(opts.name):
+    if opts.name is not None and not re.match(NAME_RE, opts.name):
         raise UsageError(f"invalid container name {opts.name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     namespaces, hostname = network_namespaces(opts)
     skip = resolve_skips(opts)

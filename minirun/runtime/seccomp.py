@@ -6,10 +6,10 @@ takes Docker's own). For one container it is narrowed to what applies:
 entries whose `includes`/`excludes` name capabilities the container does or
 does not hold, and this machine's architectures. The BPF program for that
 (profile, capabilities, machine) is compiled by libseccomp once and kept in
-the store (<root>/seccomp/<sha256>.bpf): a container's start only reads it
-and hands it to the kernel, last thing before execve (child.become_program).
+the store (<root>/seccomp/<profile>-<machine>-caps<mask>.bpf): a container's
+start only reads it and hands it to the kernel, last thing before execve
+(child.become_program).
 """
-import hashlib
 import json
 import os
 from minirun.errors import UsageError
@@ -52,23 +52,34 @@ def prepare(store_root, choice, capabilities):
     try:
         with open(path, "rb") as f:
             text = f.read()
+            st = os.fstat(f.fileno())
         profile = json.loads(text)
     except OSError as e:
         raise UsageError(f"seccomp profile {path}: {e.strerror}") from None
     except ValueError as e:
         raise UsageError(f"seccomp profile {path}: not valid JSON: {e}") from None
-    return compile_profile(profile, text, name, capabilities, os.path.join(store_root, "seccomp"))
+    # Ours changes only when minirun is installed again: its size and mtime
+    # name it, and a run does without hashlib (4 ms to import). A user's
+    # profile is named by its content.
+    identity = f"default-{st.st_size}-{st.st_mtime_ns}" if choice is None else content_name(text)
+    return compile_profile(profile, identity, name, capabilities, os.path.join(store_root, "seccomp"))
 
 
-def compile_profile(profile, text, name, capabilities, directory):
-    """The BPF program of a parsed `profile` (its bytes: `text`) for a
-    container holding `capabilities`, kept in `directory` under a name
-    that hashes all three (and the machine), so each is compiled once."""
+def content_name(text):
+    import hashlib
+    return "sha256-" + hashlib.sha256(text).hexdigest()
+
+
+def compile_profile(profile, identity, name, capabilities, directory):
+    """The BPF program of a parsed `profile` (`identity` names its content)
+    for a container holding `capabilities`, kept in `directory` under a
+    name made of all three and the machine, so each is compiled once."""
+    from minirun.linux.caps import cap_number
     caps = {c if c.startswith("CAP_") else "CAP_" + c for c in capabilities}
     default, arches, rules = rules_for(profile, caps, name)
     check_execve_allowed(default, rules, name)
-    key = hashlib.sha256(text + repr((sorted(caps), os.uname().machine)).encode()).hexdigest()
-    program = os.path.join(directory, key + ".bpf")
+    mask = sum(1 << cap_number(c) for c in caps)
+    program = os.path.join(directory, f"{identity}-{os.uname().machine}-caps{mask:x}.bpf")
     size = os.path.getsize(program) if os.path.exists(program) else 0
     if size == 0 or size % 8:          # not there yet, or damaged: compile it (again)
         from minirun.linux.fs import write_atomic

@@ -5,7 +5,7 @@ RUN, an OCI bundle) fills one in; `runtime.start.start(spec)` runs it. A
 spec is built and checked before any fork, so a bad flag never reaches
 the kernel.
 """
-from dataclasses import dataclass, field
+from minirun.record import Factory, Record, to_dict
 
 # Docker's default capabilities (moby's oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = (
@@ -42,8 +42,7 @@ SKIPPABLE = {
 }
 
 
-@dataclass
-class Rootfs:
+class Rootfs(Record):
     """An overlay: read-only image layers (top first) under a writable upper
     dir. With no layers, `mountpoint` is a directory someone else prepared
     (an OCI bundle's rootfs) and is bound onto itself as it is."""
@@ -55,8 +54,7 @@ class Rootfs:
     propagation: str = "rprivate"   # of every mount, host's included, in the container's namespace
 
 
-@dataclass
-class Mount:
+class Mount(Record):
     """A volume: `bind` of a host path, or a fresh `tmpfs`. An OCI bundle
     may also ask for proc, sysfs, devpts, mqueue and cgroup mounts, and for
     mount flags by name (linux/fs.py's MOUNT_OPTIONS: nosuid, rbind,
@@ -66,53 +64,48 @@ class Mount:
     source: str = ""       # host path, for bind
     readonly: bool = False
     options: str = ""      # filesystem data, e.g. tmpfs "size=64m,mode=1777"
-    flags: list[str] = field(default_factory=list)   # mount flags by name
+    flags: list[str] = Factory(list)   # mount flags by name
 
 
-@dataclass
-class User:
+class User(Record):
     uid: int = 0
     gid: int = 0
-    additional_gids: list[int] = field(default_factory=list)
+    additional_gids: list[int] = Factory(list)
     home: str = "/"
     umask: int | None = None            # None: the one minirun was started with
 
 
-@dataclass
-class Rlimit:
+class Rlimit(Record):
     """A resource limit set before execve — setrlimit(2): e.g. RLIMIT_NOFILE."""
     type: str
     soft: int
     hard: int
 
 
-@dataclass
-class Capabilities:
+class Capabilities(Record):
     """The five capability sets of capabilities(7), given one by one (an OCI
     bundle does). Without them, a container's root holds spec.capabilities
     in its bounding, permitted and effective sets, as Docker's does."""
-    bounding: list[str] = field(default_factory=list)
-    effective: list[str] = field(default_factory=list)
-    permitted: list[str] = field(default_factory=list)
-    inheritable: list[str] = field(default_factory=list)
-    ambient: list[str] = field(default_factory=list)
+    bounding: list[str] = Factory(list)
+    effective: list[str] = Factory(list)
+    permitted: list[str] = Factory(list)
+    inheritable: list[str] = Factory(list)
+    ambient: list[str] = Factory(list)
 
 
-@dataclass
-class Process:
+class Process(Record):
     args: list[str]
     env: dict[str, str]
     cwd: str = "/"
-    user: User = field(default_factory=User)
+    user: User = Factory(User)
     tty: bool = False
     stdin: bool = False
-    rlimits: list[Rlimit] = field(default_factory=list)
+    rlimits: list[Rlimit] = Factory(list)
     capabilities: Capabilities | None = None
     oom_score_adj: int | None = None    # how readily the OOM killer picks it, -1000..1000
 
 
-@dataclass
-class DeviceRule:
+class DeviceRule(Record):
     """One entry of the device allow-list, in cgroup v1's devices.allow terms:
     type c (character), b (block) or a (all); major and minor (None: any);
     access: r read, w write, m mknod."""
@@ -139,8 +132,7 @@ DEFAULT_DEVICE_RULES = (
 )
 
 
-@dataclass
-class Device:
+class Device(Record):
     """--device: a host device node recreated in the container's /dev."""
     path: str              # inside the container
     type: str              # c or b (an OCI bundle's may be p: a FIFO)
@@ -151,8 +143,7 @@ class Device:
     gid: int = 0
 
 
-@dataclass
-class Resources:
+class Resources(Record):
     """cgroup limits; None leaves the kernel's default (no limit)."""
     memory: int | None = None          # bytes
     memory_swap: int | None = None     # memory + swap, bytes; -1 unlimited
@@ -172,12 +163,11 @@ class Resources:
     cpu_rt_runtime: int | None = None
     blkio_weight_device: list[list[int]] | None = None   # [[major, minor, weight]]
     blkio_throttle: list[list] | None = None  # [["read_bps", major, minor, rate]]: read/write, bps/iops
-    devices: list[DeviceRule] | None = field(   # the allow-list; None: every device (--privileged)
-        default_factory=lambda: list(DEFAULT_DEVICE_RULES))
+    devices: list[DeviceRule] | None = Factory(  # the allow-list; None: every device (--privileged)
+        lambda: list(DEFAULT_DEVICE_RULES))
 
 
-@dataclass
-class Port:
+class Port(Record):
     """-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]: a published port."""
     host_ip: str
     host_port: int
@@ -188,8 +178,7 @@ class Port:
         return f"{self.container_port}/{self.proto} -> {self.host_ip}:{self.host_port}"
 
 
-@dataclass
-class NetworkAttachment:
+class NetworkAttachment(Record):
     """A place on a bridge network: what the parent wires up at start."""
     network: str           # "bridge" or a user network's name
     bridge: str            # the host's bridge device, e.g. minirun0
@@ -197,11 +186,10 @@ class NetworkAttachment:
     gateway: str
     address: str           # the container's eth0 address, leased at create
     prefixlen: int
-    ports: list[Port] = field(default_factory=list)
+    ports: list[Port] = Factory(list)
 
 
-@dataclass
-class UserNamespace:
+class UserNamespace(Record):
     """--userns=remap: ids inside the container mapped onto a range of the
     host's (runtime/userns.py). Each map line: [first inside, first outside, count]."""
     uid_map: list[list[int]]
@@ -214,8 +202,7 @@ class UserNamespace:
         return self.uid_map[0][1], self.gid_map[0][1]
 
 
-@dataclass
-class SeccompFilter:
+class SeccompFilter(Record):
     """The system calls the container may make (runtime/seccomp.py): what
     the child loads before execve, and what --explain and inspect say."""
     profile: str        # "default" or the profile's path
@@ -223,35 +210,32 @@ class SeccompFilter:
     rules: int          # how many rules the profile gave this container
 
 
-@dataclass
-class Hook:
+class Hook(Record):
     """A program an OCI bundle runs at a point of the lifecycle; it reads the
     container's state (JSON) on its stdin and must finish within `timeout`
     seconds (None: no limit)."""
     path: str
-    args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    args: list[str] = Factory(list)
+    env: list[str] = Factory(list)
     timeout: int | None = None
 
 
-@dataclass
-class Hooks:
+class Hooks(Record):
     """When each runs, per the OCI runtime spec: create_runtime in the
     runtime's namespaces once the container's exist; create_container
     inside them, before pivot_root; prestart (deprecated) in the runtime's
     namespaces when `start` is called; start_container inside the container
     just before its program; poststart after `start`; poststop after
     `delete`."""
-    create_runtime: list[Hook] = field(default_factory=list)
-    prestart: list[Hook] = field(default_factory=list)
-    create_container: list[Hook] = field(default_factory=list)
-    start_container: list[Hook] = field(default_factory=list)
-    poststart: list[Hook] = field(default_factory=list)
-    poststop: list[Hook] = field(default_factory=list)
+    create_runtime: list[Hook] = Factory(list)
+    prestart: list[Hook] = Factory(list)
+    create_container: list[Hook] = Factory(list)
+    start_container: list[Hook] = Factory(list)
+    poststart: list[Hook] = Factory(list)
+    poststop: list[Hook] = Factory(list)
 
 
-@dataclass
-class ContainerSpec:
+class ContainerSpec(Record):
     id: str
     rootfs: Rootfs
     process: Process
@@ -261,16 +245,16 @@ class ContainerSpec:
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     network: str = "none"            # none, host, container:<id>, or a network's name
     attachment: NetworkAttachment | None = None
-    namespace_paths: dict[str, str] = field(default_factory=dict)  # join, don't create
-    mounts: list[Mount] = field(default_factory=list)
-    devices: list[Device] = field(default_factory=list)
-    etc_files: dict[str, str] = field(default_factory=dict)   # /etc/hosts → host file
+    namespace_paths: dict[str, str] = Factory(dict)  # join, don't create
+    mounts: list[Mount] = Factory(list)
+    devices: list[Device] = Factory(list)
+    etc_files: dict[str, str] = Factory(dict)   # /etc/hosts → host file
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     masked_paths: tuple[str, ...] = MASKED_PATHS
     readonly_paths: tuple[str, ...] = READONLY_PATHS
     no_new_privileges: bool = True
     privileged: bool = False
-    resources: Resources = field(default_factory=Resources)
+    resources: Resources = Factory(Resources)
     seccomp: SeccompFilter | None = None       # None: unconfined
     userns: UserNamespace | None = None        # None: the host's (--userns=host)
     stop_signal: str = "SIGTERM"
@@ -279,9 +263,9 @@ class ContainerSpec:
     standard_mounts: bool = True     # /proc, /sys, /dev, /sys/fs/cgroup as Docker mounts
                                      # them; False: `mounts` is the whole list
     domainname: str = ""
-    sysctl: dict[str, str] = field(default_factory=dict)
+    sysctl: dict[str, str] = Factory(dict)
     cgroup_path: str = ""            # "": minirun/<id>; "/a/b": that path in each hierarchy
-    hooks: Hooks = field(default_factory=Hooks)
+    hooks: Hooks = Factory(Hooks)
 
     @property
     def cgroup(self):
@@ -295,8 +279,7 @@ class ContainerSpec:
 
 
 def spec_to_dict(spec):
-    from dataclasses import asdict
-    return asdict(spec)
+    return to_dict(spec)
 
 
 def spec_from_dict(d):

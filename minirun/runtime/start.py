@@ -27,11 +27,10 @@ import os
 import signal
 import sys
 
-from dataclasses import dataclass, field
-
 from minirun.errors import MinirunError
 from minirun.linux import explain
 from minirun.linux.syscalls import CLONE_NEWPID, join_namespace, setns, unshare
+from minirun.record import Factory, Record
 from minirun.runtime import sync
 from minirun.runtime.child import child_main
 from minirun.runtime.spec import ContainerSpec
@@ -40,15 +39,13 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
              signal.SIGUSR1, signal.SIGUSR2)
 
 
-@dataclass
-class Running:
+class Running(Record):
     pid: int                  # the container's PID 1, as the host sees it
     master: int | None = None  # the pty's master side, with -t
     pipes: tuple | None = None  # our ends of its stdin, stdout, stderr pipes (stdin may be None)
 
 
-@dataclass
-class Handoff:
+class Handoff(Record):
     """An OCI `create` (and `exec --detach`): minirun does not stay. The
     child keeps the caller's stdio and `preserve_fds` more, sends its
     terminal to the engine's `console` socket, gets no parent-death signal,
@@ -57,7 +54,7 @@ class Handoff:
     exec_fifo: int | None = None    # an O_PATH fd of <state dir>/exec.fifo
     console: int | None = None      # a unix socket connected to --console-socket
     preserve_fds: int = 0           # fds 3 .. 3+N-1 go to the container too
-    state: dict = field(default_factory=dict)   # the OCI state, for the hooks
+    state: dict = Factory(dict)   # the OCI state, for the hooks
 
     def fds(self):
         return [fd for fd in (self.exec_fifo, self.console) if fd is not None] + \
