@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from minirun.errors import MinirunError, UsageError
+from minirun.errors import MinirunError, UsageError, exit_now
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -735,22 +735,32 @@ def dockerfile_parse(fmt, file):
 
 
 def main():
+    exit_now(run_command())
+
+
+def run_command():
+    """Run the command line; its exit status. Every failure a user can
+    cause is one line here."""
     try:
-        cli.main(prog_name="minirun", standalone_mode=False)
+        code = cli.main(prog_name="minirun", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except SystemExit as e:                 # a command's own status (run, exec...)
+        return e.code
     except click.exceptions.NoArgsIsHelpError as e:
         click.echo(e.ctx.get_help())
-        sys.exit(0)
+        return 0
     except click.UsageError as e:
-        hint = f" (see 'minirun {e.ctx.command_path.split(' ', 1)[-1]} --help')" if e.ctx else ""
+        command = e.ctx.command_path.partition(" ")[2] if e.ctx else ""
+        hint = f" (see 'minirun {command + ' ' if command else ''}--help')" if e.ctx else ""
         click.echo(f"minirun: {e.format_message()}{hint}", err=True)
-        sys.exit(125)
+        return 125
     except click.exceptions.Abort:
-        sys.exit(130)
+        return 130
     except MinirunError as e:
         click.echo(f"minirun: {e}", err=True)
-        sys.exit(e.exit_code)
+        return e.exit_code
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except OSError as e:
         # Last resort for a path the user gave that a check above missed:
         # still one line, never a traceback.
@@ -758,4 +768,4 @@ def main():
         full = (f" (the store is {STORE_ROOT[0]}: free space there)"
                 if e.errno == errno.ENOSPC and STORE_ROOT else "")
         click.echo(f"minirun: {where}{e.strerror or e}{full}", err=True)
-        sys.exit(125)
+        return 125

@@ -4,6 +4,27 @@ Exit statuses follow `docker run`: 125 when minirun itself fails (bad flag,
 unknown image...), 126 when the command cannot be invoked, 127 when it is not
 found. Everything else is the container's own exit status.
 """
+import os
+import sys
+
+
+def exit_now(status):
+    """End the command with `status`, skipping Python's shutdown: freeing
+    every module and object (~10 ms once a run's modules are imported)
+    does nothing for a command that has finished. Only what it printed
+    needs flushing first; os._exit(2) does the rest. A SystemExit's code
+    is accepted as sys.exit takes it (None, an int, or a message)."""
+    if status is None:
+        status = 0
+    elif not isinstance(status, int):
+        print(status, file=sys.stderr)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):     # a closed pipe: nothing more to say
+            pass
+    os._exit(status)
 
 
 class MinirunError(Exception):

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from minirun.errors import MinirunError
+from minirun.errors import MinirunError, exit_now
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -384,8 +384,11 @@ def main(argv=None):
     log = Log.from_argv(argv)
     try:
         code = cli.main(args=argv, prog_name="minirun-oci", standalone_mode=False, obj=log)
+        code = code if isinstance(code, int) else 0
     except click.exceptions.Exit as e:
         code = e.exit_code
+    except SystemExit as e:
+        code = e.code
     except click.ClickException as e:
         log.error(e.format_message())
         code = 1
@@ -397,4 +400,4 @@ def main(argv=None):
         code = 1
     except KeyboardInterrupt:
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    exit_now(code)
