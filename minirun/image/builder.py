@@ -25,7 +25,7 @@ from minirun.image.context import Context
 from minirun.image.dockerfile import instruction_flags, parse_file, parse_instruction
 from minirun.image.expand import BuildScope
 from minirun.image.store import canonical_json, check_config
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 
 
 @dataclass

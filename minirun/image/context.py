@@ -135,7 +135,7 @@ class Checksums:
     def save(self):
         if self.path and self.changed:
             import json
-            from minirun.linux.fs import write_atomic
+            from minirun.linux.files import write_atomic
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             write_atomic(self.path, json.dumps(self.known))
             self.changed = False

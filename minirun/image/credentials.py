@@ -14,7 +14,7 @@ import os
 
 from minirun.errors import UsageError
 from minirun.image.reference import DOCKER_HUB
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 
 HUB_KEY = "https://index.docker.io/v1/"
 

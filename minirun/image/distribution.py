@@ -28,7 +28,7 @@ import sys
 
 from minirun.errors import ImageNotFound, RegistryError, UsageError
 from minirun.image.store import canonical_json
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 
 # On the start path, only obtain() runs, and only for an image already in
 # the store: references, hashlib, the HTTP client, the threads and the

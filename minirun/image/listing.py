@@ -25,7 +25,7 @@ def image_summary(store, image_id):
     """(created, size) of an image, kept in images/<hex>.size once worked
     out: an image and its layers never change, and `images` on a store of
     hundreds must not walk every layer's files each time."""
-    from minirun.linux.fs import write_atomic
+    from minirun.linux.files import write_atomic
     path = os.path.join(store.images, image_id.split(":", 1)[1] + ".size")
     try:
         with open(path) as f:

@@ -27,7 +27,7 @@ import sys
 from contextlib import contextmanager
 
 from minirun.errors import ImageNotFound, UsageError
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 from minirun.record import Record
 
 DEFAULT_ROOT = "/var/lib/minirun"

@@ -78,18 +78,6 @@ def adjust_mount(target, fstype, names):
         mount(None, target, None, p)
 
 
-def write_atomic(path, data):
-    """Write `data` to `path` through a temporary file and rename(2)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def make_mounts_private(propagation=MS_REC | MS_PRIVATE):
     """Stop mount events propagating from this namespace to the host's —
     mount(2) with MS_PRIVATE, see mount_namespaces(7). (MS_SLAVE lets the

@@ -2,7 +2,6 @@
 import os
 import resource
 import signal
-import socket
 
 from minirun.linux import explain
 
@@ -50,6 +49,7 @@ def set_dumpable(on):
 
 def set_hostname(name):
     """Name this UTS namespace — sethostname(2)."""
+    import socket             # here: `ps` or `kill`, which use this module, need no sockets
     explain.step(f'sethostname("{name}")', "sethostname(2)")
     socket.sethostname(name)
 

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 
 from minirun.errors import MinirunError, UsageError
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 from minirun.linux.process import process_start_time
 from minirun.record import Record
 from minirun.runtime.spec import Port

@@ -28,7 +28,7 @@ import time
 from minirun import record
 from minirun.errors import ContainerNotFound, MinirunError, UsageError
 from minirun.linux import fs
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 from minirun.linux.process import process_start_time
 from minirun.oci import config as bundles
 from minirun.runtime import hooks, sync

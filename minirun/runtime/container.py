@@ -13,7 +13,7 @@ import json
 import os
 
 from minirun.errors import MinirunError
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 from minirun.linux.process import process_start_time
 from minirun.runtime import state as statefile
 from minirun.runtime.spec import spec_from_dict, spec_to_dict

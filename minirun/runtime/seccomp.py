@@ -82,7 +82,7 @@ def compile_profile(profile, identity, name, capabilities, directory):
     program = os.path.join(directory, f"{identity}-{os.uname().machine}-caps{mask:x}.bpf")
     size = os.path.getsize(program) if os.path.exists(program) else 0
     if size == 0 or size % 8:          # not there yet, or damaged: compile it (again)
-        from minirun.linux.fs import write_atomic
+        from minirun.linux.files import write_atomic
         from minirun.linux.seccomp import compile_program
         os.makedirs(directory, exist_ok=True)
         write_atomic(program, compile_program(default, arches, rules))

@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from minirun.linux.fs import write_atomic
+from minirun.linux.files import write_atomic
 from minirun.linux.process import process_start_time
 
 
