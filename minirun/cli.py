@@ -148,9 +148,15 @@ def run(image, command, detach, **flags):
     if not detach:
         lifecycle.check_input_is_a_terminal(flags["tty"], flags["interactive"])
     warn_if_skipping(flags)
-    cid = lifecycle.create(s, image, make_options(command, flags))
+    monitor = lifecycle.Monitor(s) if detach else None    # it gets ready meanwhile
+    try:
+        cid = lifecycle.create(s, image, make_options(command, flags))
+    except BaseException:
+        if monitor:
+            monitor.cancel()
+        raise
     if detach:
-        lifecycle.start_detached(s, cid)
+        monitor.start(cid)
         click.echo(cid)
         return
     sys.exit(lifecycle.start_attached(s, cid))

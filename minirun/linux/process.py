@@ -18,6 +18,28 @@ def process_start_time(pid):
         return None
 
 
+def wait_for_end(pid, start_time, timeout=None):
+    """Sleep until process `pid` (the one started at `start_time`) has ended,
+    or `timeout` seconds have passed. A pidfd becomes readable when its
+    process exits, so the wake-up is the exit itself, not the next turn of a
+    polling loop — pidfd_open(2), select(2). False, at once, if there is no
+    such process to wait for (gone already, or another one has its pid)."""
+    if pid is None:
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if process_start_time(pid) != start_time:
+            return False
+        import select
+        select.select([fd], [], [], timeout)
+        return True
+    finally:
+        os.close(fd)
+
+
 def close_inherited_fds(keep):
     """Close every file descriptor above 2 except `keep`: whatever the caller
     of minirun had open (a directory, a socket, a log file) must not reach

@@ -1,20 +1,20 @@
 """The per-container monitor: minirun's analogue of containerd-shim or conmon.
 
-`run -d` and `start` execute `python -m minirun.runtime.monitor ROOT ID FD`
-in a session of its own. The monitor starts the container (it is the
-container's parent), reports "ok" or the error on FD, then copies the
-container's stdout and stderr into containers/<id>/container.log as JSON
-lines, reaps it, records its exit status and removes its cgroup. It imports
+`run -d` and `start` run `monitor.serve(ROOT, FD, FD)` in a Python of its
+own, in a session of its own (lifecycle.Monitor). Told which container on
+the first FD, the monitor starts it (it is the container's parent), reports
+"ok" or the error on the second, then copies the container's stdout and
+stderr into containers/<id>/container.log as JSON lines, reaps it, records
+its exit status and removes its cgroup. It imports
 only what that takes, to stay small: one runs per detached container.
 """
 import json
 import os
 import select
 import signal
-import sys
 import time
 
-from minirun.errors import ExecError, MinirunError
+from minirun.errors import ExecError, MinirunError, exit_now
 from minirun.linux import explain
 from minirun.image.store import Store
 from minirun.runtime import container, lifecycle, state as statefile
@@ -30,6 +30,18 @@ def _report(fd, text):
         except OSError:
             pass
         os.close(fd)
+
+
+def serve(root, given_fd, report_fd):
+    """The monitor's life: wait, imports done, for the id of the container
+    to start (lifecycle.Monitor writes it once the container exists; end-of-
+    file if it never will), run it, and end without Python's shutdown (a
+    client's `stop` or `wait` waits for this process to exit)."""
+    with os.fdopen(int(given_fd)) as f:
+        cid = f.readline().strip()
+    if cid:
+        main(root, cid, int(report_fd))
+    exit_now(0)
 
 
 def main(root, cid, report_fd):
@@ -136,6 +148,3 @@ def copy_to_log(sources, path):
                     del partial[fd]
                     os.close(fd)
 
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -121,10 +121,11 @@ def test_prune_removes_stopped_only(mr):
 
 def test_killed_monitor_leaves_the_truth_and_rm_cleans(mr):
     cid = detached(mr, "--name", "m1", "busybox", "sleep", "30")
-    monitor = subprocess.run(["pgrep", "-f", f"minirun.runtime.monitor {mr.root} {cid}"],
-                             capture_output=True, text=True).stdout.split()
-    assert len(monitor) == 1
-    os.kill(int(monitor[0]), signal.SIGKILL)
+    with open(os.path.join(mr.root, "containers", cid, "state.json")) as f:
+        monitor = json.load(f)["owner_pid"]          # the process that started it
+    with open(f"/proc/{monitor}/cmdline") as f:
+        assert "minirun.runtime.monitor" in f.read()
+    os.kill(monitor, signal.SIGKILL)
     deadline = time.time() + 5
     while "Up " in mr("ps", "-a", check=0).stdout and time.time() < deadline:
         time.sleep(0.1)
