@@ -17,7 +17,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 
 from minirun.errors import DockerfileError, MinirunError
 from minirun.image import layers as layerfs, steps
@@ -26,25 +25,24 @@ from minirun.image.dockerfile import instruction_flags, parse_file, parse_instru
 from minirun.image.expand import BuildScope
 from minirun.image.store import canonical_json, check_config
 from minirun.linux.files import write_atomic
+from minirun.record import Factory, Record
 
 
-@dataclass
-class BuildOptions:
+class BuildOptions(Record):
     context: str
     dockerfile: str | None = None
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = Factory(list)
+    build_args: dict[str, str] = Factory(dict)
     target: str | None = None
     no_cache: bool = False
     quiet: bool = False
     network: str = "bridge"    # where RUN steps run: bridge (as docker build), host or none
     pull: str = "missing"      # FROM images: pulled when missing, always, or never
     platform: str | None = None   # the target platform (build --platform); None: this machine's
-    secrets: dict = field(default_factory=dict)   # build --secret: id → bytes, for RUN --mount
+    secrets: dict = Factory(dict)   # build --secret: id → bytes, for RUN --mount
 
 
-@dataclass
-class Stage:
+class Stage(Record):
     index: int
     name: str | None
     config: dict               # the OCI image config this stage is building

@@ -11,9 +11,9 @@ Three passes, as in buildkit:
 """
 import json
 import re
-from dataclasses import dataclass, field
 
 from minirun.errors import DockerfileError
+from minirun.record import Factory, Record
 
 KEYWORDS = ("from", "run", "cmd", "label", "maintainer", "expose", "env", "add", "copy",
             "entrypoint", "volume", "user", "workdir", "arg", "onbuild", "stopsignal",
@@ -26,8 +26,7 @@ _HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
 _KNOWN_DIRECTIVES = ("escape", "syntax", "check")
 
 
-@dataclass
-class Heredoc:
+class Heredoc(Record):
     name: str
     fd: int = 0
     expand: bool = True     # False when any part of the delimiter was quoted
@@ -35,16 +34,15 @@ class Heredoc:
     content: str = ""
 
 
-@dataclass
-class Instruction:
+class Instruction(Record):
     keyword: str                       # lower-case, as written ("invalid" if unknown)
     args: list[str]
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = Factory(list)
     json_form: bool = False
     start_line: int = 0
     end_line: int = 0
     original: str = ""
-    heredocs: list[Heredoc] = field(default_factory=list)
+    heredocs: list[Heredoc] = Factory(list)
     onbuild: "Instruction | None" = None
 
     def record(self, nested=False):
@@ -60,12 +58,11 @@ class Instruction:
         return r
 
 
-@dataclass
-class Dockerfile:
+class Dockerfile(Record):
     instructions: list[Instruction]
     escape: str = "\\"
-    warnings: list[str] = field(default_factory=list)
-    directives: dict = field(default_factory=dict)     # syntax, check: as written
+    warnings: list[str] = Factory(list)
+    directives: dict = Factory(dict)     # syntax, check: as written
 
 
 class _ArgError(Exception):

@@ -12,19 +12,17 @@ at the end of a build, each with its rule and line.
 makes any warning fail the build. The static rules read the parsed
 Dockerfile; the two Undefined* rules are fed by the expansion as it runs.
 """
-from dataclasses import dataclass, field
-
 from minirun.errors import DockerfileError
+from minirun.record import Factory, Record
 
 RULES = ("StageNameCasing", "FromAsCasing", "JSONArgsRecommended", "LegacyKeyValueFormat",
          "UndefinedArgInFrom", "UndefinedVar")
 
 
-@dataclass
-class Checks:
-    skip: set = field(default_factory=set)
+class Checks(Record):
+    skip: set = Factory(set)
     error: bool = False
-    found: list = field(default_factory=list)     # (rule, message, line), in order, no repeats
+    found: list = Factory(list)     # (rule, message, line), in order, no repeats
 
     @classmethod
     def from_directive(cls, text, path):

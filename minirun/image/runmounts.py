@@ -18,15 +18,14 @@ leaves in its upper directory (empty mount points) is dropped.
 The parser here never mounts; prepare() lays out the host side and
 returns it as -v/--tmpfs entries for the one start sequence.
 """
-import csv
 import fcntl
 import hashlib
 import os
 import posixpath
 import shutil
-from dataclasses import dataclass, field
 
 from minirun.errors import DockerfileError
+from minirun.record import Factory, Record
 
 OPTIONS = {
     "bind": {"target", "source", "from", "rw", "ro"},
@@ -39,11 +38,10 @@ ALIASES = {"dst": "target", "destination": "target", "src": "source", "readonly"
 FLAGS = {"ro", "rw", "required"}        # may stand alone: `ro` is ro=true
 
 
-@dataclass
-class RunMount:
+class RunMount(Record):
     type: str
     target: str
-    options: dict = field(default_factory=dict)
+    options: dict = Factory(dict)
 
     def flag(self, name, default=False):
         value = self.options.get(name)
@@ -54,6 +52,7 @@ class RunMount:
 
 def parse_mount(text, workdir="/"):
     """`type=cache,target=/root/.cache,sharing=locked` → a RunMount, or ValueError."""
+    import csv                     # here: only a RUN --mount needs it
     try:
         fields = next(csv.reader([text]))
     except (csv.Error, StopIteration):
@@ -125,13 +124,12 @@ def bind_content(b, mount, ins, line):
                              ins, line, what="RUN --mount")
 
 
-@dataclass
-class Prepared:
-    volumes: list = field(default_factory=list)      # HOST:CTR[:ro] for RunOptions
-    tmpfs: list = field(default_factory=list)
-    targets: list = field(default_factory=list)      # mount points to drop from the layer
-    scratch: list = field(default_factory=list)      # host dirs to remove after the step
-    locks: list = field(default_factory=list)        # open lock files, held during the step
+class Prepared(Record):
+    volumes: list = Factory(list)      # HOST:CTR[:ro] for RunOptions
+    tmpfs: list = Factory(list)
+    targets: list = Factory(list)      # mount points to drop from the layer
+    scratch: list = Factory(list)      # host dirs to remove after the step
+    locks: list = Factory(list)        # open lock files, held during the step
 
     def release(self):
         for f in self.locks:
