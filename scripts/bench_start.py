@@ -4,7 +4,9 @@ import shutil
 import subprocess
 import sys
 
-from benchlib import bench_store, docker_image, runc_bundle, time_interleaved
+import contextlib
+
+from benchlib import bench_store, docker_daemon, docker_image, runc_bundle, time_interleaved
 
 n = int(sys.argv[1])
 FLOOR = "python -c 'import click'"     # under any click CLI: start, import, exit
@@ -14,6 +16,7 @@ image = None
 # rules and removes them at exit, as the last user does. "bridge in use": a
 # network another container keeps up, the usual case once anything runs.
 subprocess.run(minirun + ["network", "create", "benchnet"], check=True, capture_output=True)
+stack = contextlib.ExitStack()
 keeper = subprocess.run(minirun + ["run", "-d", "--network", "benchnet", "busybox", "sleep", "3600"],
                         check=True, capture_output=True, text=True).stdout.strip()
 try:
@@ -27,21 +30,24 @@ try:
         "runc": lambda i: ["runc", "run", "--bundle", bundle, f"minirun-bench-{os.getpid()}-{i}"],
         FLOOR: lambda i: [sys.executable, "-c", "import click"],
     }
-    image = docker_image(work, root)
+    image = docker_image(work, root) if stack.enter_context(docker_daemon(work)) else None
     if image:
         commands["docker run --rm (bridge)"] = lambda i: ["docker", "run", "--rm", image, "true"]
     else:
-        print("(docker: no daemon answers `docker info`; start dockerd to compare with it)")
+        print("(docker: dockerd is not installed; scripts/setup --bench installs it)")
     med = time_interleaved(commands, n)
-    print(f"ratio minirun --network none / runc: {med['minirun --network none'] / med['runc']:.2f}x")
+    none = med["minirun --network none"]
+    print(f"ratio minirun --network none / runc: {none / med['runc']:.2f}x")
     print(f"ratio {FLOOR} / runc: {med[FLOOR] / med['runc']:.2f}x")
+    print(f"above the floor, (minirun --network none - {FLOOR}) / runc: "
+          f"{(none - med[FLOOR]) / med['runc']:.2f}x  (target 1.0x)")
     if image:
         for name in ("minirun (bridge)", "minirun (bridge in use)"):
             print(f"ratio {name} / docker (bridge): "
-                  f"{med[name] / med['docker run --rm (bridge)']:.2f}x")
+                  f"{med[name] / med['docker run --rm (bridge)']:.2f}x"
+                  + ("  (target 0.3x)" if name.endswith("in use)") else ""))
 finally:
     subprocess.run(minirun + ["rm", "-f", keeper], capture_output=True)
     subprocess.run(minirun + ["network", "rm", "benchnet"], capture_output=True)
-    if image:
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    stack.close()                        # dockerd stops, with its images
     shutil.rmtree(work, ignore_errors=True)

@@ -1,7 +1,9 @@
 """Shared by the benchmarks: a throw-away store, and a runc bundle on the
 same busybox rootfs, so minirun and runc start the very same files."""
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +33,43 @@ def runc_bundle(work, root, args):
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
     return bundle
+
+
+@contextlib.contextmanager
+def docker_daemon(work):
+    """A Docker daemon of the benchmark's own (Debian's docker.io), started
+    and stopped here: its data, socket and state under `work`, DOCKER_HOST
+    pointing at it meanwhile. --iptables=false: it must not rewrite the
+    host's firewall (Docker's FORWARD policy DROP would cut minirun's bridges
+    off); a container's start on docker0 costs it the same without. Yields
+    False when dockerd is not installed (scripts/setup --bench installs it)."""
+    if not shutil.which("dockerd"):
+        yield False
+        return
+    d = os.path.join(work, "docker")
+    os.makedirs(d)
+    sock = os.path.join(d, "sock")
+    log = open(os.path.join(d, "log"), "w")
+    daemon = subprocess.Popen(["dockerd", "--data-root", os.path.join(d, "data"),
+                               "--exec-root", os.path.join(d, "exec"), "--pidfile",
+                               os.path.join(d, "pid"), "-H", f"unix://{sock}",
+                               "--iptables=false", "--ip6tables=false"],
+                              stdout=log, stderr=log, start_new_session=True)
+    os.environ["DOCKER_HOST"] = f"unix://{sock}"
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "info"], capture_output=True).returncode:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not start: see {d}/log")
+            time.sleep(0.2)
+        yield True
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+        del os.environ["DOCKER_HOST"]
+        subprocess.run(["ip", "link", "del", "docker0"], capture_output=True)
+        subprocess.run(["umount", "-R", os.path.join(d, "exec")], capture_output=True)
+        log.close()
 
 
 def docker_image(work, root):
