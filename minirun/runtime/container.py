@@ -158,9 +158,10 @@ def sweep_orphans(store):
         if state["status"] == "damaged":
             kept.append((cid, bundle, state))
             continue
-        owner_gone = not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
+        def owner_gone(state=state):      # asked only where it matters: one /proc read each
+            return not statefile.alive(state.get("owner_pid"), state.get("owner_start"))
         if state["status"] in ("running", "starting") and statefile.status(state)[0] == "exited" \
-                and owner_gone:
+                and owner_gone():
             from minirun.linux import cgroups
             cgroup = cgroup or cgroups.detect()
             if cgroup is not None:
@@ -175,7 +176,7 @@ def sweep_orphans(store):
                 release_ports(load_spec(bundle))
             except (OSError, MinirunError):
                 pass
-        if state.get("auto_remove") and owner_gone and state["status"] == "exited":
+        if state.get("auto_remove") and state["status"] == "exited" and owner_gone():
             remove_bundle(bundle)
             continue
         kept.append((cid, bundle, state))
