@@ -22,6 +22,9 @@ STORE_ROOT = []       # the store this command uses, for "no space left" message
 
 
 def store():
+    """The store this command works on; only root may (its files are root's,
+    0700, and every container step needs root anyway)."""
+    require_root()
     from minirun.image.store import Store
     s = Store(click.get_current_context().find_root().params["root"])
     STORE_ROOT[:] = [s.root]
@@ -142,7 +145,6 @@ POSITIONAL = dict(CONTEXT, allow_interspersed_args=False)
 @run_options
 def run(image, command, detach, **flags):
     """Run COMMAND in a new container from IMAGE."""
-    require_root()
     from minirun.runtime import lifecycle
     s = store()
     if not detach:
@@ -166,7 +168,6 @@ def run(image, command, detach, **flags):
 @run_options
 def create(image, command, **flags):
     """Create a container from IMAGE without starting it; print its id."""
-    require_root()
     from minirun.runtime import lifecycle
     warn_if_skipping(flags)
     click.echo(lifecycle.create(store(), image, make_options(command, flags)))
@@ -177,7 +178,6 @@ def create(image, command, **flags):
 @click.argument("container")
 def start(container, attach):
     """Start a created or stopped container."""
-    require_root()
     from minirun.runtime import lifecycle
     s = store()
     cid, _, _ = lifecycle.resolve(s, container)
@@ -197,7 +197,6 @@ def start(container, attach):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec(container, command, interactive, tty, env, workdir, user):
     """Run COMMAND inside a running container."""
-    require_root()
     from minirun.runtime.exec import exec_in
     sys.exit(exec_in(store(), container, command, env=env, workdir=workdir, user=user,
                      tty=tty, interactive=interactive))
@@ -209,7 +208,6 @@ def exec(container, command, interactive, tty, env, workdir, user):
 @click.option("--no-trunc", is_flag=True, help="Whole ids and commands.")
 def ps(show_all, quiet, no_trunc):
     """List containers."""
-    require_root()
     from minirun.runtime import lifecycle
     rows = lifecycle.ps_rows(store(), show_all, truncate=not no_trunc)
     if quiet:
@@ -232,7 +230,6 @@ def table(rows):
 @click.argument("targets", nargs=-1, required=True)
 def inspect(targets, fmt):
     """Show a container's or an image's document (JSON)."""
-    require_root()
     import json
     from minirun.errors import ContainerNotFound, ImageNotFound
     from minirun.runtime import lifecycle
@@ -282,7 +279,6 @@ def render(doc, fmt):
 @click.argument("container")
 def logs(container, follow, tail):
     """Print what a detached container wrote."""
-    require_root()
     from minirun.runtime import lifecycle
     if tail != "all" and not tail.isdigit():
         raise click.BadParameter(f"--tail {tail}: a number of lines, or all")
@@ -297,7 +293,6 @@ def logs(container, follow, tail):
 @click.argument("containers", nargs=-1, required=True)
 def wait(containers):
     """Block until containers exit; print their exit codes."""
-    require_root()
     from minirun.runtime import lifecycle
     for c in containers:
         code = lifecycle.wait(store(), c)
@@ -309,7 +304,6 @@ def wait(containers):
 @click.argument("containers", nargs=-1, required=True)
 def kill(containers, sig):
     """Send a signal to containers' PID 1."""
-    require_root()
     from minirun.runtime import lifecycle
     signum = lifecycle.parse_signal(sig)
     for c in containers:
@@ -322,7 +316,6 @@ def kill(containers, sig):
 @click.argument("containers", nargs=-1, required=True)
 def stop(containers, timeout):
     """Stop containers: their stop signal, then SIGKILL after a timeout."""
-    require_root()
     from minirun.runtime import lifecycle
     for c in containers:
         lifecycle.stop(store(), c, timeout)
@@ -334,7 +327,6 @@ def stop(containers, timeout):
 @click.argument("containers", nargs=-1, required=True)
 def restart(containers, timeout):
     """Stop then start containers again (detached)."""
-    require_root()
     from minirun.runtime import lifecycle
     s = store()
     for c in containers:
@@ -348,7 +340,6 @@ def restart(containers, timeout):
 @click.argument("containers", nargs=-1, required=True)
 def rm(containers, force):
     """Remove containers (their writable layer, cgroup and state)."""
-    require_root()
     from minirun.runtime import lifecycle
     failed = None
     for c in containers:
@@ -370,7 +361,6 @@ def container():
 @container.command("prune")
 def container_prune():
     """Remove every stopped container."""
-    require_root()
     from minirun.runtime import lifecycle
     for cid in lifecycle.prune(store()):
         click.echo(f"deleted {cid}")
@@ -380,7 +370,6 @@ def container_prune():
 @click.argument("container")
 def port(container):
     """The container's published ports."""
-    require_root()
     from minirun.runtime import lifecycle
     for mapping in lifecycle.ports(store(), container):
         click.echo(str(mapping))
@@ -396,7 +385,6 @@ def network():
 @click.argument("name")
 def network_create(name, subnet):
     """Create a bridge network."""
-    require_root()
     from minirun.network.networks import Networks
     click.echo(Networks(store().root).create(name, subnet).id)
 
@@ -404,7 +392,6 @@ def network_create(name, subnet):
 @network.command("ls")
 def network_ls():
     """List networks."""
-    require_root()
     from minirun.network.networks import Networks
     nets = Networks(store().root)
     nets.get("bridge")
@@ -416,7 +403,6 @@ def network_ls():
 @click.argument("names", nargs=-1, required=True)
 def network_rm(names):
     """Remove networks no container uses."""
-    require_root()
     from minirun.network import connect
     for name in names:
         connect.remove_network(store().root, name)
@@ -427,7 +413,6 @@ def network_rm(names):
 @click.argument("names", nargs=-1, required=True)
 def network_inspect(names):
     """Show networks and their containers (JSON)."""
-    require_root()
     import json
     from minirun.network import connect
     click.echo(json.dumps([connect.inspect(store().root, n) for n in names], indent=4))
@@ -436,7 +421,6 @@ def network_inspect(names):
 @network.command("prune")
 def network_prune():
     """Remove user networks no container uses, and unused bridges."""
-    require_root()
     from minirun.network import connect
     for name in connect.prune(store().root):
         click.echo(f"deleted {name}")
@@ -446,7 +430,6 @@ def network_prune():
 @click.argument("container")
 def top(container):
     """The processes running in a container."""
-    require_root()
     from minirun.runtime import lifecycle
     table([("PID", "UID", "TIME", "CMD")] + lifecycle.top(store(), container))
 
@@ -456,7 +439,6 @@ def top(container):
 @click.argument("containers", nargs=-1)
 def stats(containers, no_stream):
     """CPU, memory and pids of running containers, from their cgroups."""
-    require_root()
     from minirun.image.listing import human_size
     from minirun.runtime import lifecycle
     while True:
@@ -473,7 +455,6 @@ def stats(containers, no_stream):
 @click.option("-q", "--quiet", is_flag=True, help="Only image ids.")
 def images(quiet):
     """List the images in the local store."""
-    require_root()
     from minirun.image.embedded import ensure_embedded
     from minirun.image.listing import image_rows
     s = store()
@@ -504,7 +485,6 @@ def images(quiet):
 def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, platform, secret,
           context):
     """Build an image from a Dockerfile and a CONTEXT directory."""
-    require_root()
     from minirun.image.builder import BuildOptions, build as run_build
     from minirun.image.store import check_name
     args = {}
@@ -535,7 +515,6 @@ def build(tags, dockerfile, build_arg, target, no_cache, quiet, network, pull, p
 @click.argument("name")
 def pull(name, platform, quiet):
     """Pull an image from a registry: NAME[:TAG|@DIGEST]."""
-    require_root()
     from minirun.image import distribution, reference
     distribution.pull(store(), name, platform=platform, quiet=quiet)
     click.echo(str(reference.parse(name)))
@@ -546,7 +525,6 @@ def pull(name, platform, quiet):
 @click.argument("name")
 def push(name, quiet):
     """Push an image to its registry: NAME[:TAG]."""
-    require_root()
     from minirun.image import distribution
     digest = distribution.push(store(), name, quiet=quiet)
     if quiet:
@@ -560,7 +538,7 @@ def push(name, quiet):
 @click.argument("server", required=False, default="docker.io")
 def login(server, username, password, password_stdin):
     """Log in to a registry; the credentials go to Docker's config.json."""
-    require_root()
+    require_root()                      # before asking for a password, not after
     from minirun.image import credentials, distribution, reference
     domain = reference.registry_domain(server)
     if password_stdin:
@@ -599,7 +577,6 @@ def logout(server):
 @click.argument("images", nargs=-1, required=True)
 def rmi(images, force):
     """Remove images (their names; the image once no name is left)."""
-    require_root()
     from minirun.image import manage
     for ref in images:
         for line in manage.remove_image(store(), ref, force):
@@ -611,7 +588,6 @@ def rmi(images, force):
 @click.argument("target")
 def tag(source, target):
     """Give the image SOURCE the name TARGET."""
-    require_root()
     from minirun.image.store import check_name
     check_name(target)
     s = store_with([source])
@@ -623,7 +599,6 @@ def tag(source, target):
 @click.argument("image")
 def history(image, no_trunc):
     """The steps that made an image, newest first."""
-    require_root()
     from minirun.image import manage
     table([("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")] +
           manage.history(store_with([image]), image, truncate=not no_trunc))
@@ -636,7 +611,6 @@ def history(image, no_trunc):
 @click.argument("images", nargs=-1, required=True)
 def save(output, fmt, images):
     """Write images to a tar archive that docker load (or OCI tools) reads."""
-    require_root()
     from minirun.image import archive
     archive.save(store_with(images), images, output, fmt)
 
@@ -645,7 +619,6 @@ def save(output, fmt, images):
 @click.option("-i", "--input", "path", required=True, help="A docker save or OCI layout tar.")
 def load(path):
     """Load images from an archive (docker save or OCI layout)."""
-    require_root()
     from minirun.image import archive
     for image_id, tags in archive.load(store(), path):
         for tag in tags:
@@ -659,7 +632,6 @@ def load(path):
 @click.argument("name")
 def import_(path, name):
     """Make a one-layer image NAME from a root filesystem tar."""
-    require_root()
     from minirun.image import archive
     from minirun.image.store import check_name
     check_name(name)
@@ -674,7 +646,6 @@ def image():
 @cli.command()
 def repair():
     """Repair a damaged store: names, image configs, cache, links."""
-    require_root()
     from minirun.image import manage
     for line in manage.repair(store()):
         click.echo(line)
@@ -688,7 +659,6 @@ def builder():
 @builder.command("prune")
 def builder_prune():
     """Empty every RUN --mount=type=cache directory, the build cache and its checksums."""
-    require_root()
     from minirun.image import manage, runmounts
     from minirun.image.listing import human_size
     s = store()
@@ -702,7 +672,6 @@ def builder_prune():
 @click.option("-a", "--all", "everything", is_flag=True, help="Also named images no container uses.")
 def image_prune(everything):
     """Remove unnamed images, unused layers and stale build cache."""
-    require_root()
     from minirun.image import manage
     for line in manage.prune(store(), everything):
         click.echo(line)
