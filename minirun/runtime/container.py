@@ -119,15 +119,23 @@ def all_containers(store):
     except FileNotFoundError:
         return out
     for cid in ids:
-        bundle = os.path.join(store.containers, cid)
-        try:
-            out.append((cid, bundle, statefile.read(bundle)))
-        except (OSError, ValueError) as e:
-            # Bundles come and go whole (create_bundle, remove_bundle): one
-            # without a readable state is damaged, and shown as such.
-            if os.path.isdir(bundle):
-                out.append((cid, bundle, statefile.damaged(cid, bundle, e)))
+        entry = one_container(store, cid)
+        if entry is not None:
+            out.append(entry)
     return sorted(out, key=lambda c: c[2].get("created", 0))
+
+
+def one_container(store, cid):
+    """(id, bundle, state) of the container `cid`, or None if there is none."""
+    bundle = os.path.join(store.containers, cid)
+    try:
+        return cid, bundle, statefile.read(bundle)
+    except (OSError, ValueError) as e:
+        # Bundles come and go whole (create_bundle, remove_bundle): one
+        # without a readable state is damaged, and shown as such.
+        if os.path.isdir(bundle):
+            return cid, bundle, statefile.damaged(cid, bundle, e)
+        return None
 
 
 def sweep_dead_work(store):

@@ -10,6 +10,7 @@ loading, flag checking) is imported inside it: a monitor stays small.
 """
 import json
 import os
+import re
 import signal
 import time
 
@@ -31,8 +32,10 @@ def resolve(store, ref, damaged_ok=False):
     damaged container can only be looked at and removed."""
     if not ref:
         raise ContainerNotFound("no such container: '' (an empty name or id)")
+    found = container.one_container(store, ref) if re.fullmatch(r"[0-9a-f]{64}", ref) else None
+    candidates = [found] if found else container.all_containers(store)   # a whole id: no walk
     matches = []
-    for cid, bundle, st in container.all_containers(store):
+    for cid, bundle, st in candidates:
         if ref in (cid, st.get("name")):
             matches = [(cid, bundle, st)]
             break
