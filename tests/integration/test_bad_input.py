@@ -21,7 +21,9 @@ BLOCKING = {("stats",): ["--no-stream"], ("logs",): [], ("wait",): [], ("start",
 
 
 def commands(group=cli, path=()):
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):          # the root's are imported on demand
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             yield from commands(command, path + (name,))
         else:
