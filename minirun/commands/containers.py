@@ -141,8 +141,12 @@ def kill(containers, sig):
         click.echo(c)
 
 
+STOP_TIMEOUT = click.option("-t", "--time", "timeout", default=10, show_default=True,
+                            help="Seconds before SIGKILL.")
+
+
 @click.command()
-@click.option("-t", "--time", "timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
+@STOP_TIMEOUT
 @click.argument("containers", nargs=-1, required=True)
 def stop(containers, timeout):
     """Stop containers: their stop signal, then SIGKILL after a timeout."""
@@ -153,7 +157,7 @@ def stop(containers, timeout):
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
+@STOP_TIMEOUT
 @click.argument("containers", nargs=-1, required=True)
 def restart(containers, timeout):
     """Stop then start containers again (detached)."""
