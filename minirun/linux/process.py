@@ -1,6 +1,7 @@
 """Process identity and execution: ids, hostname, execve."""
 import os
 import resource
+import select
 import signal
 
 from minirun.linux import explain
@@ -33,7 +34,6 @@ def wait_for_end(pid, start_time, timeout=None):
     try:
         if process_start_time(pid) != start_time:
             return False
-        import select
         select.select([fd], [], [], timeout)
         return True
     finally:

@@ -263,9 +263,9 @@ def process_from_flags(rt, cid, command, tty, cwd, env, user, gids, caps, nnp):
     sets = p.capabilities
     if caps and sets is not None:
         sets = record.replace(sets, **{k: getattr(sets, k) + list(caps)
-                                            for k in ("bounding", "effective", "permitted")})
+                                       for k in ("bounding", "effective", "permitted")})
     process = record.replace(p, args=list(command), env=environment, cwd=cwd or p.cwd,
-                                  tty=tty, user=who, capabilities=sets)
+                             tty=tty, user=who, capabilities=sets)
     return process, True if nnp else spec.no_new_privileges
 
 

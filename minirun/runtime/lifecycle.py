@@ -123,7 +123,7 @@ def _write_etc_files(store, spec, extra_hosts, dns):
     if spec.network == "host":
         lines += etcfiles.host_hosts_lines()
     etcfiles.write_etc_files(spec.bundle, spec.hostname, lines, dns,
-                              keep_loopback_dns=spec.network == "host")
+                             keep_loopback_dns=spec.network == "host")
 
 
 def running(store_root, cid):

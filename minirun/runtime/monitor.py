@@ -5,8 +5,8 @@ own, in a session of its own (lifecycle.Monitor). Told which container on
 the first FD, the monitor starts it (it is the container's parent), reports
 "ok" or the error on the second, then copies the container's stdout and
 stderr into containers/<id>/container.log as JSON lines, reaps it, records
-its exit status and removes its cgroup. It imports
-only what that takes, to stay small: one runs per detached container.
+its exit status and removes its cgroup. It imports only what that takes, to
+stay small: one runs per detached container.
 """
 import json
 import os
