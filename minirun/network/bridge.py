@@ -10,8 +10,9 @@
 
 attach() runs on the parent side of the start sequence, while the child
 waits after NAMESPACES_READY: the parent can reach the new namespace through
-/proc/<pid>/ns/net. The veth pair dies with the namespace when the container
-exits; its rules and its address go at `rm`, the bridge with its last user.
+/proc/<pid>/ns/net. The kernel deletes the veth pair with the namespace
+when the container exits, but later, from a work queue; `rm` unplugs it
+itself, with its rules and its address, and the bridge goes with its last user.
 """
 import errno
 
@@ -92,6 +93,19 @@ def publish_ports(container_id, address, ports):
         rules.append(("ports", f"{match}{p.proto} dport {p.host_port} "
                                f"dnat to {address}:{p.container_port}"))
     nftables.add_rules(container_tag(container_id), rules, replace=True)  # a restart: afresh
+
+
+def unplug(container_id):
+    """Delete the container's veth pair now. Its namespace's death deletes it
+    too, but asynchronously (netns cleanup runs on a kernel work queue, seconds
+    late when many namespaces die at once): without this, `rm` would return
+    while the host still shows veth<id>."""
+    with Netlink() as nl:
+        try:
+            nl.delete_link(host_end(container_id))
+        except NetlinkError as e:
+            if e.errno not in (errno.ENODEV, errno.ENOENT):
+                raise
 
 
 def unpublish_ports(container_id):

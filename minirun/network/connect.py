@@ -4,8 +4,9 @@
                   spec's NetworkAttachment, and on a user network tell every
                   container there about the newcomer in its /etc/hosts
     wire()        at each start, parent side: bridge, veth, address, ports
-    disconnect()  at rm: address back to the pool, rules gone, peers told,
-                  and the bridge removed when nobody is left on it
+    disconnect()  at rm: veth unplugged, address back to the pool, rules
+                  gone, peers told, and the bridge removed when nobody is
+                  left on it
 """
 import os
 
@@ -43,6 +44,7 @@ def _remove_bridge_if_unused(nets, network, bridge_name):
 def disconnect(store_root, container_id, attachment):
     from minirun.network import bridge
     nets = Networks(store_root)
+    bridge.unplug(container_id)
     if attachment.ports:
         bridge.unpublish_ports(container_id)
     nets.release(container_id)
