@@ -280,9 +280,13 @@ class Builder:
             handler(self, stage, ins, args, line)     # scope only: nothing to cache
             self.say(f" ---> {self._image_of(stage)[7:19]}")
             return
-        content = (self._copy_content(stage, ins, args, line) if ins.keyword in COPY_LIKE else
-                   self._run_content(stage, ins, line) if ins.keyword == "run" else False)
-        key = self._cache_key(stage, ins, args, content)
+        state = json.loads(canonical_json(     # a copy: the step changes the stage in place
+            {"config": stage.config["config"], "layers": stage.config["rootfs"]["diff_ids"]}))
+        # With --no-cache nothing is looked up, and a COPY's key can wait for
+        # the copy: its one pass over the files hashes them for the key too.
+        content_after = self.opts.no_cache and ins.keyword in COPY_LIKE
+        key = None if content_after else self._cache_key(state, ins, args,
+                                                         self._content(stage, ins, args, line))
         cached = None if self.opts.no_cache else self._cache_get(key)
         if cached is not None:
             stage.config = cached
@@ -292,6 +296,8 @@ class Builder:
             try:
                 handler(self, stage, ins, args, line)
                 stage.config.setdefault("history", []).append(self._history(ins, args, stage, before))
+                if content_after:
+                    key = self._cache_key(state, ins, args, self._content(stage, ins, args, line))
                 self._cache_put(key, stage.config)
             except OSError as e:
                 if e.errno != errno.ENOSPC:
@@ -329,8 +335,13 @@ class Builder:
             args = [f"{args[i]}={args[i + 1]}" for i in range(0, len(args), 3)]
         return f"/bin/sh -c #(nop) {ins.keyword.upper()} {' '.join(args)}"
 
-    def _cache_key(self, stage, ins, args, content):
-        state = {"config": stage.config["config"], "layers": stage.config["rootfs"]["diff_ids"]}
+    def _content(self, stage, ins, args, line):
+        """What a step takes from outside its stage, for its cache key."""
+        return (self._copy_content(stage, ins, args, line) if ins.keyword in COPY_LIKE else
+                self._run_content(stage, ins, line) if ins.keyword == "run" else False)
+
+    def _cache_key(self, state, ins, args, content):
+        """`state`: the stage's config and layers before the step."""
         visible_args = sorted(self.scope.stage_args.items()) if self.scope.stage_args else []
         material = [state, ins.keyword, ins.flags, args, [h.content for h in ins.heredocs],
                     visible_args if ins.keyword == "run" else [], content or ""]
@@ -354,11 +365,12 @@ class Builder:
         os.makedirs(self._cache_dir(), exist_ok=True)
         write_atomic(os.path.join(self._cache_dir(), key + ".json"), json.dumps(config))
 
-    def commit_layer(self, stage, tree):
-        """The finished tree becomes a content-addressed layer of the stage."""
+    def commit_layer(self, stage, tree, pending=None):
+        """The finished tree becomes a content-addressed layer of the stage
+        (`pending`: files whose bytes are copied in while it is hashed)."""
         if self.epoch is not None:
             layerfs.clamp_mtimes(tree, self.epoch)
-        digest = layerfs.diff_id(tree)
+        digest = layerfs.diff_id(tree, pending)
         with self.store.lock():
             self.store.add_layer(tree, digest)
         stage.config["rootfs"]["diff_ids"].append(digest)

@@ -121,16 +121,44 @@ class Checksums:
             except (OSError, ValueError):
                 self.known = {}
 
-    def digest(self, rel, path, st):
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode]
+    @staticmethod
+    def _stamp(st):
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode]
+
+    def _known(self, rel, st):
         entry = self.known.get(rel)
-        if isinstance(entry, list) and entry[:-1] == stamp:
+        if isinstance(entry, list) and entry[:-1] == self._stamp(st):
             return bytes.fromhex(entry[-1])
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").digest()
-        self.known[rel] = stamp + [digest.hex()]
-        self.changed = True
+        return None
+
+    def digest(self, rel, path, st):
+        digest = self._known(rel, st)
+        if digest is None:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").digest()
+            self.learn(rel, st, digest)
         return digest
+
+    def learn(self, rel, st, digest):
+        self.known[rel] = self._stamp(st) + [digest.hex()]
+        self.changed = True
+
+    def hash_along(self, pending, root):
+        """Of the files a COPY is about to copy (layers.Pending), those of
+        the context whose digest is not known get a hash the copy feeds as
+        it reads their bytes; learn_along() keeps the digests."""
+        fed = []
+        for p in pending:
+            rel = os.path.relpath(p.source, root)
+            if not rel.startswith("..") and self._known(rel, p.st) is None:
+                p.content = hashlib.sha256()
+                fed.append((rel, p))
+        return fed
+
+    def learn_along(self, fed):
+        for rel, p in fed:
+            self.learn(rel, p.st, p.content.digest())
+        self.save()
 
     def save(self):
         if self.path and self.changed:

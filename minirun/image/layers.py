@@ -36,9 +36,49 @@ def _entries(root):
     return sorted(out)
 
 
-def write_tar(root, fileobj):
+class Pending:
+    """A regular file of a tree still empty, whose bytes are to come from
+    `source` (`st`: its stat): COPY makes the tree's shape first and leaves
+    the bytes to the one pass that hashes the layer, so that each byte is
+    read once, written to the layer and hashed into its diff_id — and, with
+    `content` (a hashlib object), hashed alone too, for the build context's
+    checksum cache."""
+    def __init__(self, source, st):
+        self.source, self.st, self.content = source, st, None
+
+
+class _Fill:
+    """What tarfile reads a pending file's bytes from: the source, each
+    chunk written to the file in the tree on its way into the tar."""
+    def __init__(self, pending, src, dst):
+        self.pending, self.src, self.dst = pending, src, dst
+
+    def read(self, n):
+        data = self.src.read(n)
+        self.dst.write(data)
+        if self.pending.content is not None:
+            self.pending.content.update(data)
+        return data
+
+
+def _add_pending(tar, info, path, st, pending):
+    """A pending file into the tar and into the tree at once; its mtime,
+    which the writing changed, is put back."""
+    info.size = pending.st.st_size
+    with open(pending.source, "rb") as src, open(path, "wb") as dst:
+        try:
+            tar.addfile(info, _Fill(pending, src, dst))
+        except OSError as e:
+            if e.errno is not None:
+                raise
+            raise MinirunError(f"{pending.source} changed while it was copied") from None
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def write_tar(root, fileobj, pending=None):
     """Write the tree at `root` to `fileobj` as a canonical PAX tar, with
-    overlay whiteouts turned into `.wh.` entries."""
+    overlay whiteouts turned into `.wh.` entries. `pending`: {path in the
+    tree: Pending}, files whose bytes are filled in on the way."""
     # Written straight through (mode "w", not the buffered stream "w|",
     # whose buffer grows by concatenation) with 1 MB copies instead of
     # 16 kB: the same bytes, far fewer Python calls.
@@ -71,7 +111,9 @@ def write_tar(root, fileobj):
                     tar.addfile(info)
                     continue
                 hardlinks[key] = rel
-            if info.isreg():
+            if pending and path in pending and info.isreg():
+                _add_pending(tar, info, path, st, pending[path])
+            elif info.isreg():
                 with open(path, "rb") as f:
                     tar.addfile(info, f)
             else:
@@ -154,10 +196,11 @@ def write_layer_tar(root, digest, fileobj):
     return w.size
 
 
-def diff_id(root):
-    """`sha256:<hex>` of the canonical tar of `root` (the OCI 'diff_id')."""
+def diff_id(root, pending=None):
+    """`sha256:<hex>` of the canonical tar of `root` (the OCI 'diff_id');
+    the `pending` files (see write_tar) are filled in on the way."""
     w = HashWriter()
-    write_tar(root, w)
+    write_tar(root, w, pending)
     return w.digest()
 
 

@@ -316,9 +316,8 @@ def make_parents(tree, path, lowers, include_last=False):
             continue
         current += "/" + part
         target = tree + current
-        if os.path.isdir(target):
+        if not _directory_at(target):
             continue
-        os.mkdir(target, 0o755)
         below = layerview.lookup(lowers, current)
         if below is not None and stat.S_ISDIR(below.st_mode):
             os.chown(target, below.st_uid, below.st_gid)
@@ -494,6 +493,7 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
         below is not None and stat.S_ISDIR(below.st_mode))
     tree = b.store.mkdtemp("copy-")
     staging = None
+    later = {}                   # files whose bytes the layer's hashing copies
     try:
         if "from" in flags:
             staging = b.store.mkdtemp("from-")
@@ -523,7 +523,7 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
         for url in urls:
             got = b.download(url, flags.get("checksum"), line)
             target = os.path.join(target_dir, got.name) if dest_is_dir else tree + dest_abs
-            _copy_file(got.path, target, owner, 0o600 if mode is None else mode)
+            _copy_file(got.path, target, owner, 0o600 if mode is None else mode, later=later)
             if got.mtime is not None:
                 os.utime(target, (got.mtime, got.mtime))
         for rel in rels:
@@ -532,26 +532,39 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
                 place = posixpath.join(dest_abs, kept[rel])
                 target_dir = make_parents(tree, place, lowers, include_last=os.path.isdir(src))
                 if not os.path.isdir(src):
-                    _copy_file(src, tree + place, owner, mode)
+                    _copy_file(src, tree + place, owner, mode, later=later)
                     continue
-                _copy_tree(source_root, rel, target_dir, owner, mode, walk)
+                _copy_tree(source_root, rel, target_dir, owner, mode, walk, later)
             elif os.path.isdir(src):
                 _copy_tree(source_root, rel, target_dir if dest_is_dir else
                            make_parents(tree, dest_abs, lowers, include_last=True),
-                           owner, mode, walk)
+                           owner, mode, walk, later)
             elif extract_archives and _is_archive(src):
+                _fill_now(later)         # the archive may replace some of them
                 os.makedirs(tree + dest_abs, exist_ok=True)
                 with open(src, "rb") as f:
                     layerfs.unpack_tar(f, tree + dest_abs, layer=False)
             else:
                 target = os.path.join(target_dir, os.path.basename(rel)) if dest_is_dir \
                     else tree + dest_abs
-                _copy_file(src, target, owner, mode)
-        b.commit_layer(stage, tree)
+                _copy_file(src, target, owner, mode, later=later)
+        fed = b.context.checksums.hash_along(later.values(), b.context.root) \
+            if source_root == b.context.root else []
+        b.commit_layer(stage, tree, later)
+        b.context.checksums.learn_along(fed)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fill_now(later):
+    """Copy at once the bytes of the files left for the layer's hashing."""
+    for target, pending in later.items():
+        st = os.lstat(target)
+        shutil.copyfile(pending.source, target)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    later.clear()
 
 
 def _is_archive(path):
@@ -567,16 +580,54 @@ def _own(path, owner, mode=None):
         os.chmod(path, mode)
 
 
-def _copy_file(src, target, owner, mode, st=None):
+def _make_room(path):
+    """Clear `path` in the tree a COPY is building for a new entry: what an
+    earlier source of the same COPY put there goes, as a later tar entry
+    replaces an earlier one, so nothing is ever written through a symlink.
+    The attack it stops: `COPY d1 d2 /dst/` where d1/x is a symlink to
+    /etc/passwd and d2/x a file — copying d2/x opened the symlink and wrote
+    the host's /etc/passwd (and with d1/x -> /etc, d2/x/... planted files in
+    the host's /etc)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _directory_at(path):
+    """A real directory at `path` (not a symlink to one): True if it had
+    to be made."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+    except FileNotFoundError:
+        pass
+    _make_room(path)
+    os.mkdir(path, 0o755)
+    return True
+
+
+def _copy_file(src, target, owner, mode, st=None, later=None):
     """One file's bytes, mode and mtime (a source symlink is followed: it
-    was checked to stay inside). No xattrs, as Docker's COPY."""
+    was checked to stay inside). No xattrs, as Docker's COPY. With `later`
+    (a dict), the file is made empty and its bytes are left to the pass
+    that hashes the layer (layers.Pending)."""
     st = st or os.stat(src)
-    shutil.copyfile(src, target)
+    _make_room(target)
+    if later is None:
+        shutil.copyfile(src, target)
+    else:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        later[target] = layerfs.Pending(src, st)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     _own(target, owner, stat.S_IMODE(st.st_mode) if mode is None else mode)
 
 
-def _copy_tree(root, rel, target, owner, mode, walk=None):
+def _copy_tree(root, rel, target, owner, mode, walk=None, later=None):
     """A directory's contents (not the directory itself, as Docker copies),
     symlinks inside kept as symlinks, .dockerignore'd entries left out."""
     src_top = os.path.join(root, rel) if rel else root
@@ -589,17 +640,20 @@ def _copy_tree(root, rel, target, owner, mode, walk=None):
         dst = os.path.join(target, os.path.relpath(sub, rel) if rel else sub)
         st = os.lstat(src)
         if os.path.dirname(dst) not in made:     # its directory was .dockerignore'd
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            below = os.path.relpath(os.path.dirname(dst), target).split(os.sep)
+            for i in range(len(below)):
+                _directory_at(os.path.join(target, *below[:i + 1]))
         if stat.S_ISDIR(st.st_mode):
-            os.makedirs(dst, exist_ok=True)
+            _directory_at(dst)
             made.add(dst)
             dirs.append((src, dst))
             _own(dst, owner, mode)
         elif stat.S_ISLNK(st.st_mode):
+            _make_room(dst)
             os.symlink(os.readlink(src), dst)
             _own(dst, owner)
         elif stat.S_ISREG(st.st_mode):
-            _copy_file(src, dst, owner, mode, st)
+            _copy_file(src, dst, owner, mode, st, later)
     for src, dst in reversed(dirs):
         shutil.copystat(src, dst, follow_symlinks=False)
         if mode is not None:

@@ -319,6 +319,33 @@ def test_a_dockerignored_file_cannot_be_reached_through_a_symlink(m, tmp_path):
     assert not m("images", "-q", "ign").stdout.strip()
 
 
+@pytest.mark.parametrize("collision", ["file", "directory", "single file"])
+def test_a_later_copy_source_never_writes_through_an_earlier_ones_symlink(m, tmp_path, host_dir,
+                                                                        collision):
+    # d1 puts a symlink to the host at /dst/x; d2 (or the file x) then brings
+    # a file, or a directory with a file, of the same name.
+    secret = os.path.join(host_dir, "secret")
+    ctx = tmp_path / "ctx"
+    (ctx / "d1").mkdir(parents=True)
+    (ctx / "d2").mkdir()
+    if collision == "directory":
+        os.symlink(host_dir, ctx / "d1" / "x")
+        (ctx / "d2" / "x").mkdir()
+        (ctx / "d2" / "x" / "secret").write_text("planted\n")
+        sources, inside = "d1 d2", "/dst/x/secret"
+    else:
+        os.symlink(secret, ctx / "d1" / "x")
+        (ctx / ("x" if collision == "single file" else "d2/x")).write_text("planted\n")
+        sources, inside = ("d1 x" if collision == "single file" else "d1 d2"), "/dst/x"
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nCOPY {sources} /dst/\n")
+    m("build", "-q", "-t", "through", str(ctx), check=0)
+    with open(secret) as f:
+        assert f.read() == "host secret\n"
+    assert os.listdir(host_dir) == ["secret"]
+    # the later source won, inside the image, as a later tar entry does
+    assert m("run", "--rm", "--network", "none", "through", "cat", inside).stdout == "planted\n"
+
+
 def test_run_steps_have_their_own_network(m, tmp_path):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
