@@ -9,14 +9,15 @@ The default network, `bridge`, is defined on first use, on the bridge
 `minirun0`, with the subnet MINIRUN_BRIDGE_SUBNET (default 10.200.0.0/16).
 A lease file is created with O_EXCL while the lock is held: two `run`s at the
 same moment never get the same address, and `rm` gives it back.
+
+Every command's sweep reads the leases (sweep_orphans); only a command that
+makes or wires a network needs ipaddress, socket and hashlib (~9 ms of
+imports), so those are imported where they are used.
 """
 import fcntl
-import hashlib
-import ipaddress
 import json
 import os
 import re
-import socket
 import time
 from contextlib import contextmanager
 
@@ -48,6 +49,7 @@ class Network(Record):
 
     @property
     def prefixlen(self):
+        import ipaddress
         return ipaddress.ip_network(self.subnet).prefixlen
 
 
@@ -63,6 +65,7 @@ def parse_port(text):
         host_ip, (host_port, ctr_port) = "0.0.0.0", parts
     elif len(parts) == 3:
         host_ip, host_port, ctr_port = parts
+        import ipaddress
         try:
             ipaddress.IPv4Address(host_ip)
         except ValueError:
@@ -132,6 +135,7 @@ class Networks:
         return net
 
     def _define(self, name, subnet, bridge):
+        import ipaddress
         try:
             network = ipaddress.IPv4Network(subnet)
         except ValueError as e:
@@ -151,6 +155,7 @@ class Networks:
 
     def _subnets_in_use(self):
         """Our networks' subnets, and the routes of the host's other interfaces."""
+        import ipaddress
         nets = self.all()
         ours = [(n.name, ipaddress.IPv4Network(n.subnet)) for n in nets]
         bridges = {n.bridge for n in nets} | {DEFAULT_BRIDGE}  # minirun0 is ours
@@ -158,6 +163,7 @@ class Networks:
                        if dev not in bridges]
 
     def _free_subnet(self):
+        import ipaddress
         used = [net for _, net in self._subnets_in_use()]
         for candidate in ipaddress.IPv4Network(USER_SUBNETS).subnets(new_prefix=24):
             if not any(candidate.overlaps(u) for u in used):
@@ -211,6 +217,7 @@ class Networks:
         checking that none of its ports is published already. The bridge may
         be shared with other stores (minirun0): their leases count too, under
         a lock every store takes."""
+        import ipaddress
         with self.lock(), bridge_users_lock():
             mark_bridge_user(self.root, net.bridge)
             check_ports_free(ports, self.published(running or (lambda cid: True)))
@@ -273,6 +280,7 @@ def bridge_users_lock():
 
 
 def _marker(store_root, bridge):
+    import hashlib
     key = hashlib.sha256(os.path.abspath(store_root).encode()).hexdigest()[:16]
     return os.path.join(BRIDGE_USERS, bridge, key)
 
@@ -339,6 +347,7 @@ def release_bridge(store_root, bridge):
 def check_ports_free(wanted, published, probe=True):
     """Refuse a host port that is published already, by us or (probe) by a
     listening host process (which the DNAT rule would silently hide)."""
+    import socket
     for p in wanted:
         for lease, q in published:
             same_port = (p.proto, p.host_port) == (q.proto, q.host_port)
@@ -358,6 +367,8 @@ def check_ports_free(wanted, published, probe=True):
 
 def host_routes():
     """[(device, network)] from /proc/net/route, the default route left out."""
+    import ipaddress
+    import socket
     out = []
     try:
         with open("/proc/net/route") as f:
