@@ -51,6 +51,42 @@ def _write(path, value):
         f.write(str(value))
 
 
+def _own_cgroup(controller):
+    """This process's cgroup below its hierarchy's root, from /proc/self/cgroup
+    ("0::/path" on v2, "N:pids,...:/path" on v1)."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return path.lstrip("/")
+    return None
+
+
+def attach_early(cgroup):
+    """Start now, on a thread, the wait that the container's attach would
+    make later: moving a process into a cgroup (step 5) takes a kernel lock,
+    cgroup_threadgroup_rwsem, whose writer first waits for an RCU grace
+    period — ~10 ms here, the longest wait of a start — unless another
+    writer took it within the last grace period. Writing our own pid to our
+    own cgroup.procs (a move that moves nothing) takes that lock
+    meanwhile, while the caller prepares the container; the real attach,
+    moments later, finds the wait over. The lock is the kernel's one for all
+    hierarchies, v1 and v2. `cgroup`: the driver (detect()), or None."""
+    own_procs = cgroup.own_procs() if cgroup is not None else None
+    if own_procs is None:
+        return
+    import threading
+
+    def attach_self():
+        try:
+            with open(own_procs, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass          # only an optimisation: the real attach will wait instead
+    explain.step(f'write("{own_procs}", "{os.getpid()}") on a thread', "cgroups(7)")
+    threading.Thread(target=attach_self, daemon=True).start()
+
+
 def _rmdir_retrying(path, pids):
     """A cgroup can be removed once its last process is gone: SIGKILL what
     is left (again and again, should something still be forking) and retry
@@ -191,6 +227,11 @@ class CgroupV2:
     def add(self, name, pid):
         _write(f"{self.path(name)}/cgroup.procs", pid)
 
+    def own_procs(self):
+        """The cgroup.procs file of this process's own cgroup."""
+        own = _own_cgroup("")
+        return None if own is None else os.path.join(self.root, own, "cgroup.procs")
+
     def pids(self, name):
         return [int(x) for x in _read(f"{self.path(name)}/cgroup.procs").split()]
 
@@ -318,6 +359,12 @@ class CgroupV1:
     def add(self, name, pid):
         for d in self._dirs(name):
             _write(os.path.join(d, "cgroup.procs"), pid)
+
+    def own_procs(self):
+        """The cgroup.procs file of this process's own cgroup (in one hierarchy)."""
+        c = "pids" if "pids" in self.mounts else next(iter(self.mounts))
+        own = _own_cgroup(c)
+        return None if own is None else os.path.join(self.mounts[c], own, "cgroup.procs")
 
     def pids(self, name):
         c = "pids" if "pids" in self.mounts else next(iter(self.mounts))

@@ -123,7 +123,10 @@ class Runtime:
         """Start the container's process up to its execve and leave it
         waiting for `start`. Everything is checked before the state root
         changes; a failure leaves nothing behind in it."""
+        from minirun.linux.cgroups import attach_early
         from minirun.runtime.start import Handoff, launch
+        cgroup = cgroup_driver()
+        attach_early(cgroup)          # launch will find the kernel's cgroup lock warm
         d = self.dir(cid)
         bundle = os.path.abspath(bundle)
         config = bundles.read_config(bundle)
@@ -153,7 +156,7 @@ class Runtime:
             state = {"ociVersion": config["ociVersion"], "id": cid, "status": "creating",
                      "bundle": bundle, "annotations": annotations}
             handoff = Handoff(fds[0], console, preserve_fds, state)
-            running = launch(spec, cgroup_driver(), (0, 1, 2), handoff)
+            running = launch(spec, cgroup, (0, 1, 2), handoff)
             saved = {**state, "pid": running.pid, "start_time": process_start_time(running.pid),
                      "rootfs": spec.rootfs.mountpoint, "created": now_rfc3339(),
                      "cgroup": spec.cgroup, "spec": spec_to_dict(spec)}

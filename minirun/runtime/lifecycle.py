@@ -67,6 +67,8 @@ def create(store, image_ref, opts):
     happens before the disk changes."""
     from minirun.runtime.options import build_spec, parse_add_host, parse_network_requests
     from minirun.image.distribution import obtain
+    from minirun.linux.cgroups import attach_early
+    attach_early(cgroup_driver())      # start will find the kernel's cgroup lock warm
     image = obtain(store, image_ref, opts.pull)
     cid = container.new_id()
     spec = build_spec(opts, image, cid, os.path.join(store.containers, cid), store.root)

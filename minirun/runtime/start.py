@@ -12,10 +12,11 @@ bundles) comes here: launch() starts, supervise() waits, finish() cleans up.
     2. unshare(PID)   the parent's *next child* will be PID 1 of a new PID namespace
     3. fork           the child runs child.child_main(); it never returns
     4. setns(PID)     the parent's later children are born on the host again
-    5. NAMESPACES_READY → put the child in its cgroup, wire its network
-                          (bridge, veth, address, ports) while it mounts
-                          its root filesystem; an OCI bundle's
-                          createRuntime hooks → CONTINUE
+    5. NAMESPACES_READY → put the child in its cgroup (the door began the
+                          kernel's wait for that early: cgroups.attach_early),
+                          wire its network (bridge, veth, address, ports)
+                          while it mounts its root filesystem; an OCI
+                          bundle's createRuntime hooks → CONTINUE
     6. PTY_MASTER     with -t, the child sends the terminal's master side
                       (handed off: to the engine's console socket instead)
     7. end-of-file    the child's execve succeeded: the container runs
