@@ -13,7 +13,7 @@ import json
 import os
 
 from minirun.errors import MinirunError
-from minirun.linux.files import write_atomic
+from minirun.linux.files import remove_tree, write_atomic
 from minirun.linux.process import process_start_time
 from minirun.runtime import state as statefile
 from minirun.runtime.spec import spec_from_dict, spec_to_dict
@@ -77,7 +77,6 @@ def release_ports(spec):
 def remove_bundle(bundle, spec=None):
     """The container goes, with what it holds outside its directory: its
     address lease and published ports (and the bridge, if it was the last)."""
-    import shutil
     if spec is None:
         try:
             spec = load_spec(bundle)
@@ -99,7 +98,7 @@ def remove_bundle(bundle, spec=None):
         return
     except OSError:
         trash = bundle           # not a store's bundle (a build's RUN, say)
-    shutil.rmtree(trash, ignore_errors=True)
+    remove_tree(trash)
 
 
 def detach_host_mounts(spec):
@@ -145,8 +144,7 @@ def sweep_dead_work(store):
     for path in store.dead_work():
         if os.path.exists(os.path.join(path, "config.json")):
             remove_bundle(path)
-        import shutil
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
 
 def sweep_orphans(store):
