@@ -238,15 +238,19 @@ class Monitor:
     MAIN = "import sys; from minirun.runtime import monitor; monitor.serve(*sys.argv[2:])"
 
     def __init__(self, store):
-        import subprocess
         import sys
         self.store = store
         given, self.hand = os.pipe()        # the container's id, when it exists
         self.report, told = os.pipe()       # "ok", or the error that stopped it
-        subprocess.Popen([sys.executable, "-c", self.MAIN, "minirun.runtime.monitor", store.root,
-                          str(given), str(told)], pass_fds=[given, told], start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        os.set_inheritable(given, True)
+        os.set_inheritable(told, True)
+        # posix_spawn(3), not subprocess (~2 ms of imports): stdio on
+        # /dev/null, a session of its own; the monitor closes the rest of
+        # what it inherits first thing (monitor.serve).
+        devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        os.posix_spawn(sys.executable, [sys.executable, "-c", self.MAIN, "minirun.runtime.monitor",
+                                        store.root, str(given), str(told)],
+                       os.environ, file_actions=devnull, setsid=True)
         os.close(given)
         os.close(told)
 

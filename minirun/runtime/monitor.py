@@ -16,6 +16,7 @@ import time
 
 from minirun.errors import ExecError, MinirunError, exit_now
 from minirun.linux import explain
+from minirun.linux.process import close_inherited_fds
 from minirun.image.store import Store
 from minirun.runtime import container, lifecycle, state as statefile
 from minirun.runtime.start import launch, wait_exit_status
@@ -37,6 +38,7 @@ def serve(root, given_fd, report_fd):
     to start (lifecycle.Monitor writes it once the container exists; end-of-
     file if it never will), run it, and end without Python's shutdown (a
     client's `stop` or `wait` waits for this process to exit)."""
+    close_inherited_fds(keep=[int(given_fd), int(report_fd)])   # the client's caller's files
     with os.fdopen(int(given_fd)) as f:
         cid = f.readline().strip()
     if cid:
