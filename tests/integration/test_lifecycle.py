@@ -134,6 +134,26 @@ def test_killed_monitor_leaves_the_truth_and_rm_cleans(mr):
     assert not os.path.exists(os.path.join(mr.root, "containers", cid))
 
 
+def test_run_d_returns_and_holds_none_of_its_callers_files(mr):
+    # `out=$(minirun run -d ... 3>&1)`: the shell reads until every writer of
+    # its pipe is gone; a monitor that kept the pipe would hang it for as
+    # long as the container runs.
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    client = mr.popen("run", "-d", "--name", "fds", "busybox", "sleep", "30", pass_fds=[w],
+                      stdout=subprocess.DEVNULL)
+    os.close(w)
+    assert client.wait(timeout=30) == 0
+    try:
+        import select
+        assert select.select([r], [], [], 5)[0], "a writer of the caller's pipe is still open"
+        assert os.read(r, 1) == b""
+        assert "Up " in mr("ps", check=0).stdout
+    finally:
+        os.close(r)
+        mr("rm", "-f", "fds", check=0)
+
+
 @pytest.mark.parametrize("args, message", [
     (["start", "nosuch"], "no such container: nosuch"),
     (["exec", "nosuch", "true"], "no such container: nosuch"),
