@@ -302,20 +302,21 @@ def relay_pipes(stdin, stdout, stderr, pid):
     process it left behind (no PID namespace to take them down, or `exec`'s
     background jobs) still holds the pipes. Input waits in a buffer when the
     container does not read it, so its output is never blocked by ours."""
-    import selectors
-    sel = selectors.PollSelector()      # epoll(7) refuses a regular file on our stdin
+    import select
+    poll = select.poll()                # poll(2): epoll(7) refuses a regular file on our stdin
     targets = {stdout: sys.stdout.fileno(), stderr: sys.stderr.fileno()}
     for fd in targets:
-        sel.register(fd, selectors.EVENT_READ)
+        poll.register(fd, select.POLLIN)
     exited = os.pidfd_open(pid)         # readable once `pid` has exited — pidfd_open(2)
-    sel.register(exited, selectors.EVENT_READ)
+    poll.register(exited, select.POLLIN)
+    ours = sys.stdin.fileno()
+    reading_ours = stdin is not None    # our stdin, until its end-of-file
     pending = b""
     if stdin is not None:
         os.set_blocking(stdin, False)
-        sel.register(sys.stdin.fileno(), selectors.EVENT_READ)
+        poll.register(ours, select.POLLIN)
     while targets:
-        for key, events in sel.select():
-            fd = key.fd
+        for fd, _events in poll.poll():
             if fd == exited:
                 drain(targets)
                 break
@@ -327,7 +328,7 @@ def relay_pipes(stdin, stdout, stderr, pid):
                     except OSError:        # our reader went away: keep draining
                         pass
                 else:
-                    sel.unregister(fd)
+                    poll.unregister(fd)
                     os.close(fd)
                     del targets[fd]
             elif fd == stdin:              # the container's stdin can take more
@@ -336,26 +337,26 @@ def relay_pipes(stdin, stdout, stderr, pid):
                 except OSError:            # it closed its stdin: drop the rest
                     pending = b""
                 if not pending:
-                    sel.unregister(stdin)
-                    if sys.stdin.fileno() not in sel.get_map():
+                    poll.unregister(stdin)
+                    if not reading_ours:
                         os.close(stdin)
                         stdin = None
                     else:
-                        sel.register(sys.stdin.fileno(), selectors.EVENT_READ)
+                        poll.register(ours, select.POLLIN)
             else:                          # our stdin has more for the container
                 data = os.read(fd, 65536)
-                sel.unregister(fd)
+                poll.unregister(fd)
                 if not data:
+                    reading_ours = False
                     if not pending:
                         os.close(stdin)
                         stdin = None
                     continue
                 pending += data
-                sel.register(stdin, selectors.EVENT_WRITE)
+                poll.register(stdin, select.POLLOUT)
     if stdin is not None:
         os.close(stdin)
     os.close(exited)
-    sel.close()
 
 
 def drain(targets):

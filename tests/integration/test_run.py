@@ -191,6 +191,21 @@ def test_interactive_stdin(minirun):
     assert proc.stdout == "end\n"
 
 
+def test_stdin_that_arrives_in_pieces_reaches_the_container_whole(minirun):
+    # A producer slower than the container: each piece is relayed, then the
+    # relay waits for the next one (it closed the container's stdin after
+    # the first 64 KiB once).
+    proc = minirun.popen("run", "--rm", "-i", "--network", "none", "busybox", "wc", "-c",
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    for _ in range(5):
+        proc.stdin.write(b"x" * 100_000)
+        proc.stdin.flush()
+        time.sleep(0.2)
+    proc.stdin.close()
+    assert proc.stdout.read().strip() == b"500000"
+    assert proc.wait(timeout=30) == 0
+
+
 class Terminal:
     """minirun started on a pty of its own, as from a user's terminal."""
 
