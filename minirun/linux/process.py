@@ -69,13 +69,6 @@ def set_dumpable(on):
     prctl.set_dumpable(on)
 
 
-def set_hostname(name):
-    """Name this UTS namespace — sethostname(2)."""
-    import socket             # here: `ps` or `kill`, which use this module, need no sockets
-    explain.step(f'sethostname("{name}")', "sethostname(2)")
-    socket.sethostname(name)
-
-
 def set_identity(uid, gid, groups):
     """Become uid:gid with supplementary `groups` — setgroups(2), setgid(2), setuid(2).
     Groups first: once uid is not 0 we may no longer change them."""

@@ -126,6 +126,14 @@ def umount(target, flags=0):
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), call)
 
 
+def sethostname(name):
+    """Name this UTS namespace — sethostname(2)."""
+    call = f'sethostname("{name}")'
+    explain.step(call, "sethostname(2)")
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), call)
+
+
 def setdomainname(name):
     """Name this UTS namespace's NIS domain — setdomainname(2)."""
     call = f'setdomainname("{name}")'

@@ -11,8 +11,8 @@ import signal
 
 from minirun.errors import ExecError, MinirunError
 from minirun.linux import caps, explain, fs, net, process, seccomp, tty, userns
-from minirun.linux.syscalls import (NAMESPACE_FLAGS, join_namespace, setdomainname, setns,
-                                     unshare)
+from minirun.linux.syscalls import (NAMESPACE_FLAGS, join_namespace, setdomainname, sethostname,
+                                     setns, unshare)
 from minirun.runtime import sync
 from minirun.runtime.spec import ContainerSpec, Mount
 
@@ -132,7 +132,7 @@ def _start_container(spec, sock, stdio, cgroup, owned, handoff):
     for m in cgroup_mounts:
         mount_cgroupfs(root, cgroup, m.target, m.readonly or "ro" in m.flags)
     if spec.has_own("uts"):
-        process.set_hostname(spec.hostname)
+        sethostname(spec.hostname)
         if spec.domainname:
             setdomainname(spec.domainname)
     os.close(fs.open_in_root(root, spec.process.cwd, make="dir"))  # Docker creates a missing WorkingDir
