@@ -19,7 +19,7 @@ import sys
 import time
 
 from minirun.errors import DockerfileError, MinirunError
-from minirun.image import layers as layerfs, steps
+from minirun.image import steps
 from minirun.image.context import Context
 from minirun.image.dockerfile import instruction_flags, parse_file, parse_instruction
 from minirun.image.expand import BuildScope
@@ -368,9 +368,10 @@ class Builder:
     def commit_layer(self, stage, tree, pending=None):
         """The finished tree becomes a content-addressed layer of the stage
         (`pending`: files whose bytes are copied in while it is hashed)."""
+        from minirun.image import layers     # tarfile: not for a build served from the cache
         if self.epoch is not None:
-            layerfs.clamp_mtimes(tree, self.epoch)
-        digest = layerfs.diff_id(tree, pending)
+            layers.clamp_mtimes(tree, self.epoch)
+        digest = layers.diff_id(tree, pending)
         with self.store.lock():
             self.store.add_layer(tree, digest)
         stage.config["rootfs"]["diff_ids"].append(digest)

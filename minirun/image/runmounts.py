@@ -22,9 +22,9 @@ import fcntl
 import hashlib
 import os
 import posixpath
-import shutil
 
 from minirun.errors import DockerfileError
+from minirun.linux.files import remove_tree
 from minirun.record import Factory, Record
 
 OPTIONS = {
@@ -135,7 +135,7 @@ class Prepared(Record):
         for f in self.locks:
             f.close()
         for d in self.scratch:
-            shutil.rmtree(d, ignore_errors=True)
+            remove_tree(d)
 
 
 def prepare(b, stage, mounts, ins, line):
@@ -153,7 +153,7 @@ def prepare(b, stage, mounts, ins, line):
 
 def _bind(b, stage, m, ins, line, prepared):
     from minirun.image import layerview
-    from minirun.image.steps import _copy_file, _copy_tree, materialize
+    from minirun.image.copying import copy_file, copy_tree, materialize
     staging = b.store.mkdtemp("mount-")
     prepared.scratch.append(staging)
     source = m.options.get("source", "")
@@ -170,9 +170,9 @@ def _bind(b, stage, m, ins, line, prepared):
         host = os.path.join(staging, "source")
         if os.path.isdir(src):
             os.mkdir(host)
-            _copy_tree(b.context.root, rel, host, (0, 0), None, b.context.walk)
+            copy_tree(b.context.root, rel, host, (0, 0), None, b.context.walk)
         else:
-            _copy_file(src, host, (0, 0), None)
+            copy_file(src, host, (0, 0), None)
     prepared.volumes.append(f"{host}:{m.target}" + ("" if m.flag("rw") else ":ro"))
 
 
@@ -262,5 +262,5 @@ def prune(store_root):
             os.unlink(path)
             continue
         freed += tree_size(path)
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     return freed

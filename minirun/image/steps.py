@@ -8,13 +8,11 @@ import json
 import os
 import posixpath
 import re
-import shutil
-import signal
 import stat
-import tarfile
 
 from minirun.errors import DockerfileError, ExecError, MinirunError
-from minirun.image import layers as layerfs, layerview
+from minirun.image import layerview
+from minirun.linux.files import remove_tree
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # Mount points the start sequence may create in a RUN step's upper dir;
@@ -151,12 +149,13 @@ def workdir(b, stage, ins, args, line):
     path = posixpath.normpath(posixpath.join(cfg.get("WorkingDir") or "/", args[0]))
     cfg["WorkingDir"] = path
     if layerview.lookup(b.layer_dirs(stage.config), path) is None:   # Docker creates it
+        from minirun.image import copying
         tree = b.store.mkdtemp("workdir-")
         try:
-            make_parents(tree, path, b.layer_dirs(stage.config), include_last=True)
+            copying.make_parents(tree, path, b.layer_dirs(stage.config), include_last=True)
             b.commit_layer(stage, tree)
         finally:
-            shutil.rmtree(tree, ignore_errors=True)
+            remove_tree(tree)
 
 
 def run(b, stage, ins, args, line):
@@ -188,13 +187,14 @@ def run(b, stage, ins, args, line):
         drop_mount_points(upper, b.layer_dirs(stage.config), prepared.targets)
         b.commit_layer(stage, upper)
     finally:
-        shutil.rmtree(bundle, ignore_errors=True)
+        remove_tree(bundle)
 
 
 def run_container(b, stage, command, line, mounts=None, network=None):
     """Start a build container with the one start sequence; its exit code,
     its upper dir and its bundle (to be removed by the caller). `mounts`:
     RUN --mount's host side (runmounts.Prepared); `network`: RUN --network."""
+    import signal
     from minirun.image.store import Image
     from minirun.runtime import container
     from minirun.runtime.options import RunOptions, build_spec
@@ -250,11 +250,12 @@ def run_container(b, stage, command, line, mounts=None, network=None):
         if spec.userns is not None:
             # What the remapped root made is owned by its uid outside: back
             # to the image's own ids before it becomes a layer.
+            from minirun.image.layers import shift_owners
             (_, uid, count), (_, gid, _) = spec.userns.uid_map[0], spec.userns.gid_map[0]
-            layerfs.shift_owners(upper, -uid, -gid, below=(uid, gid, count))
+            shift_owners(upper, -uid, -gid, below=(uid, gid, count))
         return code, upper, bundle
     except BaseException:
-        shutil.rmtree(bundle, ignore_errors=True)
+        remove_tree(bundle)
         raise
     finally:
         if spec is not None and spec.attachment is not None:
@@ -302,28 +303,6 @@ def drop_mount_points(upper, lowers, targets=()):
                 os.unlink(path)
         except OSError:
             pass
-
-
-def make_parents(tree, path, lowers, include_last=False):
-    """Create `path`'s parent directories in `tree`, each with the owner,
-    mode and mtime the layers below give it (so the layer does not change
-    them), or root's 0755 when new."""
-    parts = path.strip("/").split("/")
-    upto = parts if include_last else parts[:-1]
-    current = ""
-    for part in upto:
-        if not part:
-            continue
-        current += "/" + part
-        target = tree + current
-        if not _directory_at(target):
-            continue
-        below = layerview.lookup(lowers, current)
-        if below is not None and stat.S_ISDIR(below.st_mode):
-            os.chown(target, below.st_uid, below.st_gid)
-            os.chmod(target, stat.S_IMODE(below.st_mode))
-            os.utime(target, ns=(below.st_atime_ns, below.st_mtime_ns))
-    return tree + (current or "/")
 
 
 def copy(b, stage, ins, args, line):
@@ -453,7 +432,9 @@ def context_sources(b, sources, excluded, what, line):
 
 
 def _copy_or_add(b, stage, ins, args, line, extract_archives):
+    from minirun.image import copying                 # the file work: shutil, tarfile
     from minirun.image.dockerfile import flag_is_set
+    from minirun.image.layers import unpack_tar
     from minirun.runtime.users import resolve_user
     what = ins.keyword.upper()
     if len(args) < 2:
@@ -502,204 +483,60 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
             rels = []
             for s in sources:
                 rel = layerview.resolve(source_lowers, s)    # inside that stage, never the host
-                if not materialize(source_lowers, rel, staging):
+                if not copying.materialize(source_lowers, rel, staging):
                     raise DockerfileError(f"{what} --from={flags['from']}: {s}: no such file or "
                                           f"directory", b.path, line)
                 rels.append(rel)
-            walk = excluded.walk(lambda top: _walk(os.path.join(staging, top), top))
+            walk = excluded.walk(lambda top: copying.walk(os.path.join(staging, top), top))
         else:
             source_root = b.context.root
             kept = context_sources(b, [s for s in sources if s.lstrip("<") not in heredocs
                                        and s not in urls], excluded, what, line)
             rels = list(kept)
             walk = excluded.walk(b.context.walk)
-        target_dir = make_parents(tree, dest_abs, lowers, include_last=dest_is_dir)
+        target_dir = copying.make_parents(tree, dest_abs, lowers, include_last=dest_is_dir)
         for s in sources:
             if s.startswith("<<") and s[2:] in heredocs:
                 path = os.path.join(target_dir, s[2:]) if dest_is_dir else tree + dest_abs
                 with open(path, "w") as f:
                     f.write(heredocs[s[2:]].content)
-                _own(path, owner, 0o644 if mode is None else mode)
+                copying.own(path, owner, 0o644 if mode is None else mode)
         for url in urls:
             got = b.download(url, flags.get("checksum"), line)
             target = os.path.join(target_dir, got.name) if dest_is_dir else tree + dest_abs
-            _copy_file(got.path, target, owner, 0o600 if mode is None else mode, later=later)
+            copying.copy_file(got.path, target, owner, 0o600 if mode is None else mode, later=later)
             if got.mtime is not None:
                 os.utime(target, (got.mtime, got.mtime))
         for rel in rels:
             src = os.path.join(source_root, rel) if rel else source_root
             if parents and rel:
                 place = posixpath.join(dest_abs, kept[rel])
-                target_dir = make_parents(tree, place, lowers, include_last=os.path.isdir(src))
+                target_dir = copying.make_parents(tree, place, lowers, include_last=os.path.isdir(src))
                 if not os.path.isdir(src):
-                    _copy_file(src, tree + place, owner, mode, later=later)
+                    copying.copy_file(src, tree + place, owner, mode, later=later)
                     continue
-                _copy_tree(source_root, rel, target_dir, owner, mode, walk, later)
+                copying.copy_tree(source_root, rel, target_dir, owner, mode, walk, later)
             elif os.path.isdir(src):
-                _copy_tree(source_root, rel, target_dir if dest_is_dir else
-                           make_parents(tree, dest_abs, lowers, include_last=True),
+                copying.copy_tree(source_root, rel, target_dir if dest_is_dir else
+                           copying.make_parents(tree, dest_abs, lowers, include_last=True),
                            owner, mode, walk, later)
-            elif extract_archives and _is_archive(src):
-                _fill_now(later)         # the archive may replace some of them
+            elif extract_archives and copying.is_archive(src):
+                copying.fill_now(later)         # the archive may replace some of them
                 os.makedirs(tree + dest_abs, exist_ok=True)
                 with open(src, "rb") as f:
-                    layerfs.unpack_tar(f, tree + dest_abs, layer=False)
+                    unpack_tar(f, tree + dest_abs, layer=False)
             else:
                 target = os.path.join(target_dir, os.path.basename(rel)) if dest_is_dir \
                     else tree + dest_abs
-                _copy_file(src, target, owner, mode, later=later)
+                copying.copy_file(src, target, owner, mode, later=later)
         fed = b.context.checksums.hash_along(later.values(), b.context.root) \
             if source_root == b.context.root else []
         b.commit_layer(stage, tree, later)
         b.context.checksums.learn_along(fed)
     finally:
-        shutil.rmtree(tree, ignore_errors=True)
+        remove_tree(tree)
         if staging:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _fill_now(later):
-    """Copy at once the bytes of the files left for the layer's hashing."""
-    for target, pending in later.items():
-        st = os.lstat(target)
-        shutil.copyfile(pending.source, target)
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    later.clear()
-
-
-def _is_archive(path):
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _own(path, owner, mode=None):
-    os.lchown(path, *owner)
-    if mode is not None and not os.path.islink(path):
-        os.chmod(path, mode)
-
-
-def _make_room(path):
-    """Clear `path` in the tree a COPY is building for a new entry: what an
-    earlier source of the same COPY put there goes, as a later tar entry
-    replaces an earlier one, so nothing is ever written through a symlink.
-    The attack it stops: `COPY d1 d2 /dst/` where d1/x is a symlink to
-    /etc/passwd and d2/x a file — copying d2/x opened the symlink and wrote
-    the host's /etc/passwd (and with d1/x -> /etc, d2/x/... planted files in
-    the host's /etc)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
-def _directory_at(path):
-    """A real directory at `path` (not a symlink to one): True if it had
-    to be made."""
-    try:
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            return False
-    except FileNotFoundError:
-        pass
-    _make_room(path)
-    os.mkdir(path, 0o755)
-    return True
-
-
-def _copy_file(src, target, owner, mode, st=None, later=None):
-    """One file's bytes, mode and mtime (a source symlink is followed: it
-    was checked to stay inside). No xattrs, as Docker's COPY. With `later`
-    (a dict), the file is made empty and its bytes are left to the pass
-    that hashes the layer (layers.Pending)."""
-    st = st or os.stat(src)
-    _make_room(target)
-    if later is None:
-        shutil.copyfile(src, target)
-    else:
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        later[target] = layerfs.Pending(src, st)
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    _own(target, owner, stat.S_IMODE(st.st_mode) if mode is None else mode)
-
-
-def _copy_tree(root, rel, target, owner, mode, walk=None, later=None):
-    """A directory's contents (not the directory itself, as Docker copies),
-    symlinks inside kept as symlinks, .dockerignore'd entries left out."""
-    src_top = os.path.join(root, rel) if rel else root
-    shutil.copystat(src_top, target)
-    _own(target, owner)
-    entries = walk(rel) if walk else _walk(src_top, rel)
-    dirs, made = [], {target}
-    for sub in entries:
-        src = os.path.join(root, sub)
-        dst = os.path.join(target, os.path.relpath(sub, rel) if rel else sub)
-        st = os.lstat(src)
-        if os.path.dirname(dst) not in made:     # its directory was .dockerignore'd
-            below = os.path.relpath(os.path.dirname(dst), target).split(os.sep)
-            for i in range(len(below)):
-                _directory_at(os.path.join(target, *below[:i + 1]))
-        if stat.S_ISDIR(st.st_mode):
-            _directory_at(dst)
-            made.add(dst)
-            dirs.append((src, dst))
-            _own(dst, owner, mode)
-        elif stat.S_ISLNK(st.st_mode):
-            _make_room(dst)
-            os.symlink(os.readlink(src), dst)
-            _own(dst, owner)
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(src, dst, owner, mode, st, later)
-    for src, dst in reversed(dirs):
-        shutil.copystat(src, dst, follow_symlinks=False)
-        if mode is not None:
-            os.chmod(dst, mode)
-
-
-def _walk(top, rel):
-    out = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        sub = os.path.relpath(dirpath, top)
-        for name in dirnames + filenames:
-            path = name if sub == "." else os.path.join(sub, name)
-            out.append(os.path.join(rel, path) if rel else path)
-    return sorted(out)
-
-
-def materialize(lowers, rel, out):
-    """Copy `rel` as the stacked layers show it into `out` (same relative
-    path), applying whiteouts and opaque directories layer by layer. `rel`
-    has its symlinks resolved already; only the layers that show it are read."""
-    layers = layerview.visible_layers(lowers, rel) if rel else lowers
-    for layer in layers:
-        src = os.path.join(layer, rel) if rel else layer
-        dst = os.path.join(out, rel) if rel else out
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        _apply_entry(src, dst, os.lstat(src))
-    return bool(layers)
-
-
-def _apply_entry(src, dst, st):
-    """One layer's entry over what the layers below left at `dst`."""
-    if layerfs.is_whiteout(st):
-        layerfs.remove_path(dst)
-    elif stat.S_ISDIR(st.st_mode):
-        if not os.path.isdir(dst) or os.path.islink(dst) or layerfs.is_opaque(src):
-            layerfs.remove_path(dst)
-        os.makedirs(dst, exist_ok=True)
-        for name in os.listdir(src):
-            _apply_entry(os.path.join(src, name), os.path.join(dst, name),
-                         os.lstat(os.path.join(src, name)))
-        shutil.copystat(src, dst)
-        os.chown(dst, st.st_uid, st.st_gid)
-    else:
-        layerfs.remove_path(dst)
-        shutil.copy2(src, dst, follow_symlinks=False)
-        os.lchown(dst, st.st_uid, st.st_gid)
+            remove_tree(staging)
 
 
 HANDLERS = {
