@@ -28,8 +28,8 @@ STATUSES = ("created", "starting", "running", "exited")
 
 def read(bundle):
     """The recorded state; ValueError if state.json is not one minirun wrote."""
-    with open(os.path.join(bundle, "state.json")) as f:
-        state = json.load(f)
+    with open(os.path.join(bundle, "state.json"), "rb") as f:   # bytes: no text layer to build
+        state = json.loads(f.read())
     if not isinstance(state, dict) or state.get("status") not in STATUSES \
             or not isinstance(state.get("created"), (int, float)) or not isinstance(state.get("id"), str):
         raise ValueError("missing or wrong keys")
