@@ -65,14 +65,7 @@ def make_room(path):
     /etc/passwd and d2/x a file — copying d2/x opened the symlink and wrote
     the host's /etc/passwd (and with d1/x -> /etc, d2/x/... planted files in
     the host's /etc)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
+    layerfs.remove_path(path)
 
 
 def directory_at(path):
