@@ -28,8 +28,8 @@ def image_summary(store, image_id):
     from minirun.linux.files import write_atomic
     path = os.path.join(store.images, image_id.split(":", 1)[1] + ".size")
     try:
-        with open(path) as f:
-            created, size = f.read().split("\t")
+        with open(path, "rb") as f:      # bytes: no text layer per image (hundreds of them)
+            created, size = f.read().decode().split("\t")
         return created, int(size)
     except (OSError, ValueError):
         pass
