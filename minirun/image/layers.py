@@ -63,7 +63,8 @@ class _Fill:
 
 def _add_pending(tar, info, path, st, pending):
     """A pending file into the tar and into the tree at once; its mtime,
-    which the writing changed, is put back."""
+    which the writing changed, is put back, and its setuid and setgid bits,
+    which a write clears when the writer lacks CAP_FSETID."""
     info.size = pending.st.st_size
     with open(pending.source, "rb") as src, open(path, "wb") as dst:
         try:
@@ -72,6 +73,8 @@ def _add_pending(tar, info, path, st, pending):
             if e.errno is not None:
                 raise
             raise MinirunError(f"{pending.source} changed while it was copied") from None
+    if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
