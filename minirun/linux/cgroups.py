@@ -66,12 +66,13 @@ def attach_early(cgroup):
     """Start now, on a thread, the wait that the container's attach would
     make later: moving a process into a cgroup (step 5) takes a kernel lock,
     cgroup_threadgroup_rwsem, whose writer first waits for an RCU grace
-    period — ~10 ms here, the longest wait of a start — unless another
+    period — 10-15 ms here, the longest wait of a start — unless another
     writer took it within the last grace period. Writing our own pid to our
-    own cgroup.procs (a move that moves nothing) takes that lock
-    meanwhile, while the caller prepares the container; the real attach,
-    moments later, finds the wait over. The lock is the kernel's one for all
-    hierarchies, v1 and v2. `cgroup`: the driver (detect()), or None."""
+    own cgroup.procs (a move that moves nothing) takes that lock meanwhile,
+    while the caller prepares the container, and again every few
+    milliseconds, so that the real attach, whenever it comes, finds the
+    wait over. The lock is the kernel's one for all hierarchies, v1 and v2.
+    `cgroup`: the driver (detect()), or None."""
     own_procs = cgroup.own_procs() if cgroup is not None else None
     if own_procs is None:
         return
@@ -79,12 +80,21 @@ def attach_early(cgroup):
 
     def attach_self():
         try:
-            with open(own_procs, "w") as f:
-                f.write(str(os.getpid()))
+            for _ in range(WARM_WRITES):
+                with open(own_procs, "w") as f:
+                    f.write(str(os.getpid()))
+                time.sleep(WARM_EVERY)
         except OSError:
             pass          # only an optimisation: the real attach will wait instead
-    explain.step(f'write("{own_procs}", "{os.getpid()}") on a thread', "cgroups(7)")
+    explain.step(f'write("{own_procs}", "{os.getpid()}") on a thread, every '
+                 f'{WARM_EVERY * 1000:.0f} ms for {WARM_WRITES * WARM_EVERY * 1000:.0f} ms',
+                 "cgroups(7)")
     threading.Thread(target=attach_self, daemon=True).start()
+
+
+# A grace period here is 10-15 ms: a write every 5 ms keeps the lock warm, for
+# longer than any `create` takes to reach its container's attach.
+WARM_EVERY, WARM_WRITES = 0.005, 40
 
 
 def _rmdir_retrying(path, pids):
