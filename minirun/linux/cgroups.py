@@ -62,6 +62,11 @@ def _own_cgroup(controller):
     return None
 
 
+# A grace period here is 10-15 ms: a write every 5 ms keeps the lock warm, for
+# longer than any `create` takes to reach its container's attach.
+WARM_EVERY, WARM_WRITES = 0.005, 40
+
+
 def attach_early(cgroup):
     """Start now, on a thread, the wait that the container's attach would
     make later: moving a process into a cgroup (step 5) takes a kernel lock,
@@ -90,11 +95,6 @@ def attach_early(cgroup):
                  f'{WARM_EVERY * 1000:.0f} ms for {WARM_WRITES * WARM_EVERY * 1000:.0f} ms',
                  "cgroups(7)")
     threading.Thread(target=attach_self, daemon=True).start()
-
-
-# A grace period here is 10-15 ms: a write every 5 ms keeps the lock warm, for
-# longer than any `create` takes to reach its container's attach.
-WARM_EVERY, WARM_WRITES = 0.005, 40
 
 
 def _rmdir_retrying(path, pids):

@@ -2,7 +2,7 @@
 import fcntl
 import struct
 # socket.py's C core, as in runtime/sync.py: socket.py costs ~2.5 ms to import
-import _socket as socket
+import _socket
 
 from minirun.linux import explain
 
@@ -18,7 +18,7 @@ def bring_up_loopback():
     still has it up so that 127.0.0.1 works.
     """
     explain.step('ioctl(sock, SIOCSIFFLAGS, {ifr_name="lo", IFF_UP})', "netdevice(7)")
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
         ifreq = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
         flags = struct.unpack("16sH14x", ifreq)[1]

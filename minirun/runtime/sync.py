@@ -30,7 +30,7 @@ import os
 import sys
 # The C module under socket.py: socket.py adds classes and enums none of
 # this needs and costs each start ~2.5 ms of imports (selectors, enum).
-import _socket as socket
+import _socket
 
 from minirun.errors import ExecError, MinirunError
 
@@ -44,7 +44,7 @@ _MAX = 65536
 
 def channel():
     """(parent_end, child_end); both close on exec."""
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
 
 
 def send(sock, message, fd=None):
@@ -54,7 +54,7 @@ def send(sock, message, fd=None):
     if fd is None:
         sock.send(message)
     else:
-        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+        sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                                   fd.to_bytes(4, sys.byteorder, signed=True))])
 
 
@@ -74,10 +74,10 @@ def receive(sock, flags=0):
     from the other side is raised here as the error it describes."""
     # recvmsg(2) with `flags`: raise_reported_error must not block on a
     # child that is still working
-    data, ancillary, _flags, _addr = sock.recvmsg(_MAX, socket.CMSG_LEN(4), flags)
+    data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_LEN(4), flags)
     fds = [int.from_bytes(payload[:4], sys.byteorder, signed=True)
            for level, kind, payload in ancillary
-           if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS]
+           if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS]
     if data.startswith(ERROR + b" "):
         _, code, text = data.split(b" ", 2)
         code, text = int(code), text.decode(errors="replace")
@@ -89,7 +89,7 @@ def raise_reported_error(sock):
     """Parent side, when its own step failed: if the child has already
     reported an ERROR (and died of it), raise that, the first cause."""
     try:
-        receive(sock, socket.MSG_DONTWAIT)
+        receive(sock, _socket.MSG_DONTWAIT)
     except BlockingIOError:
         pass
 
