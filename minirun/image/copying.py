@@ -40,6 +40,7 @@ def fill_now(later):
     for target, pending in later.items():
         st = os.lstat(target)
         shutil.copyfile(pending.source, target)
+        os.chmod(target, stat.S_IMODE(st.st_mode))   # setuid/setgid, should the write clear them
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     later.clear()
 
