@@ -62,9 +62,11 @@ def _own_cgroup(controller):
     return None
 
 
-# A grace period here is 10-15 ms: a write every 5 ms keeps the lock warm, for
-# longer than any `create` takes to reach its container's attach.
+# A grace period here is 10-15 ms: a write every 5 ms keeps the lock warm
+# until this process attaches a container (add() ends the warming), for at
+# most 200 ms.
 WARM_EVERY, WARM_WRITES = 0.005, 40
+_warming = False
 
 
 def attach_early(cgroup):
@@ -75,9 +77,10 @@ def attach_early(cgroup):
     writer took it within the last grace period. Writing our own pid to our
     own cgroup.procs (a move that moves nothing) takes that lock meanwhile,
     while the caller prepares the container, and again every few
-    milliseconds, so that the real attach, whenever it comes, finds the
-    wait over. The lock is the kernel's one for all hierarchies, v1 and v2.
-    `cgroup`: the driver (detect()), or None."""
+    milliseconds until the real attach, which then finds the wait over. The
+    lock is the kernel's one for all hierarchies, v1 and v2. `cgroup`: the
+    driver (detect()), or None."""
+    global _warming
     own_procs = cgroup.own_procs() if cgroup is not None else None
     if own_procs is None:
         return
@@ -86,15 +89,26 @@ def attach_early(cgroup):
     def attach_self():
         try:
             for _ in range(WARM_WRITES):
+                if not _warming:
+                    return
                 with open(own_procs, "w") as f:
                     f.write(str(os.getpid()))
                 time.sleep(WARM_EVERY)
         except OSError:
             pass          # only an optimisation: the real attach will wait instead
     explain.step(f'write("{own_procs}", "{os.getpid()}") on a thread, every '
-                 f'{WARM_EVERY * 1000:.0f} ms for {WARM_WRITES * WARM_EVERY * 1000:.0f} ms',
-                 "cgroups(7)")
+                 f'{WARM_EVERY * 1000:.0f} ms until the container\'s attach', "cgroups(7)")
+    _warming = True
     threading.Thread(target=attach_self, daemon=True).start()
+
+
+def _attach(procs_files, pid):
+    """Step 5's move of the container's first process, in each hierarchy;
+    attach_early's warming ends."""
+    global _warming
+    for path in procs_files:
+        _write(path, pid)
+    _warming = False
 
 
 def _rmdir_retrying(path, pids):
@@ -235,7 +249,7 @@ class CgroupV2:
             devicefilter.attach(p, r.devices)
 
     def add(self, name, pid):
-        _write(f"{self.path(name)}/cgroup.procs", pid)
+        _attach([f"{self.path(name)}/cgroup.procs"], pid)
 
     def own_procs(self):
         """The cgroup.procs file of this process's own cgroup."""
@@ -367,8 +381,7 @@ class CgroupV1:
                 self._set("devices", name, "devices.allow", str(rule))
 
     def add(self, name, pid):
-        for d in self._dirs(name):
-            _write(os.path.join(d, "cgroup.procs"), pid)
+        _attach([os.path.join(d, "cgroup.procs") for d in self._dirs(name)], pid)
 
     def own_procs(self):
         """The cgroup.procs file of this process's own cgroup (in one hierarchy)."""
