@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import bench_store
+from benchlib import bench_store, time_interleaved
 
 top = int(sys.argv[1])
 work, root, minirun = bench_store()            # grows to 1,000 containers and 500 images
@@ -44,15 +44,9 @@ def measure(n=7):
     stores taking turns, so that the VM's moods fall on both alike."""
     out = {}
     for name, args in COMMANDS.items():
-        times = {id(empty): [], id(minirun): []}
-        for _ in range(n):
-            for store in (empty, minirun):
-                argv = args(store)
-                t = time.perf_counter()
-                run(argv, store)
-                times[id(store)].append(time.perf_counter() - t)
-        out[name] = (statistics.median(times[id(empty)]) * 1000,
-                     statistics.median(times[id(minirun)]) * 1000)
+        med = time_interleaved({f"{name}, empty store": lambda i, a=args: empty + a(empty),
+                                f"{name}, this store": lambda i, a=args: minirun + a(minirun)}, n)
+        out[name] = (med[f"{name}, empty store"], med[f"{name}, this store"])
     return out
 
 

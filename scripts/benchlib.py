@@ -99,7 +99,7 @@ def time_interleaved(commands, n, envs=None):
         for name, command in commands.items():
             argv = command(i) if callable(command) else command
             t = time.perf_counter()
-            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
+            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            env=(envs or {}).get(name))
             if i >= 3:
                 times[name].append(time.perf_counter() - t)

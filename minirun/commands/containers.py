@@ -124,8 +124,9 @@ def logs(container, follow, tail):
 def wait(containers):
     """Block until containers exit; print their exit codes."""
     from minirun.runtime import lifecycle
+    s = store()
     for c in containers:
-        code = lifecycle.wait(store(), c)
+        code = lifecycle.wait(s, c)
         click.echo(code if code is not None else 0)
 
 
@@ -136,8 +137,9 @@ def kill(containers, sig):
     """Send a signal to containers' PID 1."""
     from minirun.runtime import lifecycle
     signum = lifecycle.parse_signal(sig)
+    s = store()
     for c in containers:
-        lifecycle.kill(store(), c, signum)
+        lifecycle.kill(s, c, signum)
         click.echo(c)
 
 
@@ -151,8 +153,9 @@ STOP_TIMEOUT = click.option("-t", "--time", "timeout", default=10, show_default=
 def stop(containers, timeout):
     """Stop containers: their stop signal, then SIGKILL after a timeout."""
     from minirun.runtime import lifecycle
+    s = store()
     for c in containers:
-        lifecycle.stop(store(), c, timeout)
+        lifecycle.stop(s, c, timeout)
         click.echo(c)
 
 
@@ -175,10 +178,11 @@ def restart(containers, timeout):
 def rm(containers, force):
     """Remove containers (their writable layer, cgroup and state)."""
     from minirun.runtime import lifecycle
+    s = store()
     failed = None
     for c in containers:
         try:
-            lifecycle.remove(store(), c, force)
+            lifecycle.remove(s, c, force)
             click.echo(c)
         except MinirunError as e:
             failed = e

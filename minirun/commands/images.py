@@ -138,8 +138,9 @@ def logout(server):
 def rmi(images, force):
     """Remove images (their names; the image once no name is left)."""
     from minirun.image import manage
+    s = store()
     for ref in images:
-        for line in manage.remove_image(store(), ref, force):
+        for line in manage.remove_image(s, ref, force):
             click.echo(line)
 
 

@@ -280,11 +280,12 @@ class Builder:
             handler(self, stage, ins, args, line)     # scope only: nothing to cache
             self.say(f" ---> {self._image_of(stage)[7:19]}")
             return
-        state = json.loads(canonical_json(     # a copy: the step changes the stage in place
-            {"config": stage.config["config"], "layers": stage.config["rootfs"]["diff_ids"]}))
+        state = {"config": stage.config["config"], "layers": stage.config["rootfs"]["diff_ids"]}
         # With --no-cache nothing is looked up, and a COPY's key can wait for
         # the copy: its one pass over the files hashes them for the key too.
         content_after = self.opts.no_cache and ins.keyword in COPY_LIKE
+        if content_after:
+            state = json.loads(canonical_json(state))   # a copy: the step changes the stage
         key = None if content_after else self._cache_key(state, ins, args,
                                                          self._content(stage, ins, args, line))
         cached = None if self.opts.no_cache else self._cache_get(key)

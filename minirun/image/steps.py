@@ -511,15 +511,16 @@ def _copy_or_add(b, stage, ins, args, line, extract_archives):
             src = os.path.join(source_root, rel) if rel else source_root
             if parents and rel:
                 place = posixpath.join(dest_abs, kept[rel])
-                target_dir = copying.make_parents(tree, place, lowers, include_last=os.path.isdir(src))
+                target_dir = copying.make_parents(tree, place, lowers,
+                                                  include_last=os.path.isdir(src))
                 if not os.path.isdir(src):
                     copying.copy_file(src, tree + place, owner, mode, later=later)
                     continue
                 copying.copy_tree(source_root, rel, target_dir, owner, mode, walk, later)
             elif os.path.isdir(src):
                 copying.copy_tree(source_root, rel, target_dir if dest_is_dir else
-                           copying.make_parents(tree, dest_abs, lowers, include_last=True),
-                           owner, mode, walk, later)
+                                  copying.make_parents(tree, dest_abs, lowers, include_last=True),
+                                  owner, mode, walk, later)
             elif extract_archives and copying.is_archive(src):
                 copying.fill_now(later)         # the archive may replace some of them
                 os.makedirs(tree + dest_abs, exist_ok=True)

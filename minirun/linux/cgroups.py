@@ -383,14 +383,18 @@ class CgroupV1:
     def add(self, name, pid):
         _attach([os.path.join(d, "cgroup.procs") for d in self._dirs(name)], pid)
 
+    def _one_hierarchy(self):
+        """A controller whose hierarchy lists every process (pids if mounted)."""
+        return "pids" if "pids" in self.mounts else next(iter(self.mounts))
+
     def own_procs(self):
         """The cgroup.procs file of this process's own cgroup (in one hierarchy)."""
-        c = "pids" if "pids" in self.mounts else next(iter(self.mounts))
+        c = self._one_hierarchy()
         own = _own_cgroup(c)
         return None if own is None else os.path.join(self.mounts[c], own, "cgroup.procs")
 
     def pids(self, name):
-        c = "pids" if "pids" in self.mounts else next(iter(self.mounts))
+        c = self._one_hierarchy()
         return [int(x) for x in _read(os.path.join(self.path(name, c), "cgroup.procs")).split()]
 
     def oom_killed(self, name):
